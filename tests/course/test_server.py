@@ -1,0 +1,92 @@
+"""The in-kernel server runner: re-runs, taken ports, stop(), both modes."""
+
+import asyncio
+import socket
+import threading
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from course.server import PortInUseError, running_servers, serve_in_thread, serve_on_loop
+
+
+@pytest.fixture
+def app():
+    app = FastAPI()
+
+    @app.get("/")
+    def root():
+        return {"ok": True}
+
+    return app
+
+
+def can_bind(port: int) -> bool:
+    """What a new server does: bind with SO_REUSEADDR (TIME_WAIT connections don't block it)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_thread_mode_serves_a_sync_client_on_loopback(app):
+    server = serve_in_thread(app, name="t-sync")
+    try:
+        assert server.url.startswith("http://127.0.0.1:") and server.port > 0
+        assert httpx.get(server.url, timeout=5).json() == {"ok": True}
+    finally:
+        server.stop()
+
+
+def test_rerun_with_same_name_replaces_the_old_server(app):
+    first = serve_in_thread(app, name="t-rerun")
+    second = serve_in_thread(app, name="t-rerun", port=first.port)  # same port: no "address in use"
+    try:
+        assert not first.running
+        assert running_servers()["t-rerun"] is second
+        assert httpx.get(second.url, timeout=5).json() == {"ok": True}
+    finally:
+        second.stop()
+
+
+def test_a_taken_port_raises_a_clear_error(app):
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        port = other_program.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"Port {port} .* another program"):
+            serve_in_thread(app, name="t-taken", port=port)
+    assert "t-taken" not in running_servers()
+
+
+def test_stop_frees_the_port_and_leaves_no_thread(app):
+    server = serve_in_thread(app, name="t-stop")
+    httpx.get(server.url, timeout=5)
+    server.stop()
+    assert can_bind(server.port)
+    assert not any(t.name == "uvicorn:t-stop" for t in threading.enumerate())
+    assert "t-stop" not in running_servers()
+
+
+def test_loop_mode_serves_awaited_clients_and_reruns(app):
+    async def scenario():
+        first = await serve_on_loop(app, name="t-loop")
+        second = await serve_on_loop(app, name="t-loop", port=first.port)
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await client.get(second.url)).json() == {"ok": True}
+        second.stop()
+        assert can_bind(second.port)
+
+    asyncio.run(scenario())
+
+
+def test_threads_are_daemons_so_a_kernel_can_exit(app):
+    server = serve_in_thread(app, name="t-daemon")
+    try:
+        assert server._thread.daemon
+    finally:
+        server.stop()

@@ -1,0 +1,34 @@
+"""lessons/ is generated from solutions/ and must not drift from it."""
+
+import pytest
+
+from course.stubs import LESSONS, StubError, drift, make_stub, solution_files
+
+
+def test_every_solution_has_a_lesson_that_matches_its_stub():
+    assert solution_files(), "no solutions found"
+    diffs = drift()
+    assert not diffs, "lessons/ drifted from solutions/; run `make stubs`:\n" + "".join(diffs)
+
+
+def test_lessons_have_todos_and_no_solution_markers():
+    for solution in solution_files():
+        text = (LESSONS / solution.name).read_text(encoding="utf-8")
+        assert "TODO" in text, f"{solution.name} has no TODO"
+        assert "### " not in text, f"{solution.name} leaks a marker"
+
+
+def test_stub_lines_replace_the_solution():
+    source = "def f():\n    ### SOLUTION\n    return 42\n    ### STUB\n    # return None\n    ### END\n"
+    assert make_stub(source).endswith("def f():\n    return None\n")
+
+
+def test_a_region_without_stub_raises_not_implemented():
+    stub = make_stub("def f():\n    ### SOLUTION\n    return 42\n    ### END\n")
+    assert "raise NotImplementedError" in stub and "42" not in stub
+
+
+@pytest.mark.parametrize("broken", ["### SOLUTION\nx = 1\n", "### END\n", "### SOLUTION\n### STUB\nx = 1\n### END\n"])
+def test_malformed_regions_are_errors(broken):
+    with pytest.raises(StubError):
+        make_stub(broken)
