@@ -31,7 +31,7 @@ stubs: $(STAMP)
 clean:
 	rm -rf $(VENV) build grade.json
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "The course needs Python 3.11 or newer."; exit 1; }
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -44,5 +44,7 @@ $(STAMP): requirements.txt pyproject.toml
 		fi; \
 		$(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@# Make course/, lessons/ and solutions/ importable from notebooks/ and anywhere else.
+	$(BIN)/python -c 'import pathlib, site; pathlib.Path(site.getsitepackages()[0], "fastapi-course.pth").write_text("$(CURDIR)\n")'
 	@touch $@
