@@ -1,6 +1,8 @@
 """The in-kernel server runner: re-runs, taken ports, stop(), both modes."""
 
 import asyncio
+import subprocess
+import sys
 import socket
 import threading
 
@@ -90,3 +92,16 @@ def test_threads_are_daemons_so_a_kernel_can_exit(app):
         assert server._thread.daemon
     finally:
         server.stop()
+
+
+def test_a_process_with_a_running_server_exits_cleanly():
+    """Like a kernel shutting down: no non-daemon thread keeps it alive, atexit stops the server."""
+    script = (
+        "from fastapi import FastAPI\n"
+        "from course import serve_in_thread\n"
+        "server = serve_in_thread(FastAPI(), name='left-running')\n"
+        "print(server.port)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    assert can_bind(int(proc.stdout))
