@@ -15,7 +15,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest --target=solutions --grade-json=build/grade-solutions.json --durations=12
+	$(BIN)/python -m pytest -ra --target=solutions --grade-json=build/grade-solutions.json --durations=12
 
 check: $(STAMP)
 	$(BIN)/python -m pytest tests/graded
