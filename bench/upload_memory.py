@@ -1,0 +1,73 @@
+"""Peak server memory for large uploads: the classic endpoint versus lesson 2's solution.
+
+Each app runs on uvicorn in its own child process. After a warm-up upload the script
+reads the child's resident memory (VmRSS), resets the kernel's peak counter, sends the
+uploads (from a generator: the client holds 1 MiB, not the file), waits until the
+server's background work is over and reads the peak (VmHWM). The table shows the peak
+over idle. Target for the solution: at most +16 MiB.
+
+    .venv/bin/python bench/upload_memory.py            # 200 MiB, 1 and 3 at once (about a minute)
+    .venv/bin/python bench/upload_memory.py --mib 50   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from course.upload_tools import MiB, measure_upload_peak  # noqa: E402
+
+APPS = {
+    "classic: await file.read()": ("course.classic_upload:create_classic_app", "/upload-file/"),
+    "lesson 2 solution: streamed": ("solutions.l02_uploads:create_app", "/uploads"),
+}
+TARGET_MIB = 16
+
+
+def measure(size: int, counts: list[int]) -> list[dict]:
+    rows = []
+    for label, (factory, path) in APPS.items():
+        for count in counts:
+            folder = Path(tempfile.mkdtemp(prefix="upload-bench-"))
+            kwargs = {"upload_dir": str(folder / "uploads"), "db_path": str(folder / "log.db")}
+            (folder / "uploads").mkdir()
+            if factory.startswith("solutions."):
+                kwargs["max_upload_bytes"] = size + MiB
+            try:
+                result = measure_upload_peak(factory, path, size, count, **kwargs)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            rows.append({"app": label, "uploads": count, **result})
+            print(f"  measured {label}, {count} x {size // MiB} MiB", file=sys.stderr, flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mib", type=int, default=200, help="size of each upload in MiB (default 200)")
+    parser.add_argument("--counts", type=int, nargs="+", default=[1, 3], help="uploads at once (default 1 3)")
+    args = parser.parse_args(argv)
+    rows = measure(args.mib * MiB, args.counts)
+    print(f"\nPeak server RSS over idle, {args.mib} MiB uploads (VmHWM - VmRSS at idle)\n")
+    print(f"| {'app':<30} | uploads at once | idle RSS MiB | peak RSS MiB | peak over idle MiB | statuses | seconds |")
+    print(f"|{'-' * 32}|-----------------|--------------|--------------|--------------------|----------|---------|")
+    for row in rows:
+        statuses = ",".join(sorted({str(code) for code in row["codes"]}))
+        print(f"| {row['app']:<30} | {row['uploads']:>15} | {row['idle'] / MiB:>12.1f} | {row['peak'] / MiB:>12.1f} "
+              f"| {row['over_idle'] / MiB:>+18.1f} | {statuses:>8} | {row['seconds']:>7.2f} |")
+    solution = [row for row in rows if row["app"].startswith("lesson")]
+    worst = max(row["over_idle"] for row in solution) / MiB
+    verdict = "meets" if worst <= TARGET_MIB else "MISSES"
+    print(f"\nlesson 2 solution: worst peak over idle {worst:+.1f} MiB, {verdict} the target of +{TARGET_MIB} MiB")
+    if not all(row["peak_was_reset"] for row in rows):
+        print("note: /proc/<pid>/clear_refs was not writable; peaks include start-up")
+    return 0 if worst <= TARGET_MIB else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
