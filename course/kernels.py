@@ -11,10 +11,11 @@ cells run here, in a kernel of their own, so the notebook's kernel is never harm
             "print('never printed')",
         ])
     [run.status for run in runs]   # ['ok', 'ok', 'kernel died']
-    kernel.exit_code               # 3
+    kernel.exit_code               # 3 (a kernel we had to kill shows -9)
 
 A cell is waited for with a timeout while the kernel process is polled, so a dying kernel is
-noticed at once, and the kernel is always shut down when the ``with`` block ends.
+noticed at once, and the kernel is always shut down when the ``with`` block ends. Its
+process output goes to ``process_log``, not into the notebook that started it.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class ThrowawayKernel:
         # The kernel process's own stdout/stderr (its start-up banner, fatal tracebacks) go here,
         # not into the notebook that started it.
         self._process_log = tempfile.TemporaryFile()
-        self._exit_code: int | None = None
+        self._process: subprocess.Popen | None = None
         self._final_log: str | None = None
 
     def __enter__(self) -> ThrowawayKernel:
@@ -74,20 +75,21 @@ class ThrowawayKernel:
             kernel_name=self.kernel_name, startup_timeout=self.startup_timeout,
             stdout=self._process_log, stderr=subprocess.STDOUT,
         )
+        self._process = self._manager.provisioner.process
 
-    def shutdown(self) -> None:
-        """Stop the kernel (if it still lives) and free its resources; safe to call twice."""
+    def shutdown(self, now: bool = True) -> None:
+        """End the kernel and free its resources; safe to call twice.
+
+        ``now=True`` kills the process at once. ``now=False`` asks it to shut down the way
+        "Restart kernel" does (``atexit`` handlers run), and kills it only after a few seconds.
+        """
         if self._manager is not None:
-            self._exit_code = self.exit_code  # before we end it: did it end by itself?
-        if self._final_log is None:
-            self._final_log = self.process_log
-        if self._client is not None:
             self._client.stop_channels()
-            self._client = None
-        if self._manager is not None:
-            self._manager.shutdown_kernel(now=True)
-            self._manager = None
-        self._process_log.close()
+            self._manager.shutdown_kernel(now=now)
+            self._manager = self._client = None
+        if not self._process_log.closed:
+            self._final_log = self.process_log
+            self._process_log.close()
 
     @property
     def alive(self) -> bool:
@@ -95,11 +97,8 @@ class ThrowawayKernel:
 
     @property
     def exit_code(self) -> int | None:
-        """The kernel process's exit status if it ended by itself (not by ``shutdown()``), else ``None``."""
-        if self._manager is None:
-            return self._exit_code
-        process = getattr(self._manager.provisioner, "process", None)
-        return None if process is None else process.poll()
+        """The kernel process's exit status once it has ended (``-9``: killed by ``shutdown()``), else ``None``."""
+        return None if self._process is None else self._process.poll()
 
     @property
     def process_log(self) -> str:

@@ -1,20 +1,20 @@
 """The throwaway kernel used by notebook 00 for demos that would harm the notebook's own kernel."""
 
+import signal
 import time
 
 from course.kernels import ThrowawayKernel
 
 
-def test_cells_report_output_errors_and_timeouts_and_the_kernel_is_shut_down():
+def test_cells_report_output_and_errors_and_a_graceful_shutdown_exits_cleanly():
     with ThrowawayKernel() as kernel:
         printed = kernel.run("print('hello'); 6 * 7")
         raised = kernel.run("1 / 0")
-        hung = kernel.run("import time; time.sleep(30)", timeout=0.5)
-        assert kernel.alive
+        assert kernel.alive and kernel.exit_code is None
+        kernel.shutdown(now=False)  # what "Restart kernel" does: the kernel exits by itself
     assert (printed.status, printed.output) == ("ok", "hello\n42\n")
     assert (raised.status, raised.error) == ("error", "ZeroDivisionError: division by zero")
-    assert hung.status == "timed out"
-    assert not kernel.alive and kernel.exit_code is None  # it did not end by itself: we ended it
+    assert not kernel.alive and kernel.exit_code == 0
 
 
 def test_a_kernel_that_dies_is_noticed_at_once_and_its_exit_code_kept():
@@ -31,3 +31,10 @@ def test_a_kernel_that_dies_is_noticed_at_once_and_its_exit_code_kept():
     assert "never printed" not in runs[-1].output
     assert waited < 10, "the death is noticed by polling the process, not by waiting for the timeout"
     assert kernel.exit_code == 3
+
+
+def test_a_hung_cell_times_out_and_the_kernel_is_killed_on_leaving_the_block():
+    with ThrowawayKernel() as kernel:
+        hung = kernel.run("import time; time.sleep(30)", timeout=0.5)
+    assert hung.status == "timed out"
+    assert not kernel.alive and kernel.exit_code == -signal.SIGKILL
