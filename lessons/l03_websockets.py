@@ -1,10 +1,11 @@
 # This is your file: complete the TODOs. (Generated from solutions/l03_websockets.py by `make stubs`.)
 """Lesson 3: HTTP versus WebSocket.
 
-An app with an echo WebSocket, a stream of events that clients can either poll
-over HTTP or have pushed to them over a WebSocket, and a count of connected
-clients. Four exercises, marked TODO 1 to 4. Grade them with ``make check`` or
-the self-check cell in notebooks/03_http_vs_websocket.ipynb.
+An app with a stream of events that clients can either poll over HTTP or have
+pushed to them over a WebSocket, and an echo WebSocket that counts its clients.
+Four exercises: push events (TODO 1), count clients however they leave (TODO 2),
+limit the message size (TODO 3), refuse foreign origins (TODO 4). Grade them
+with ``make check`` or the self-check cell in notebooks/03_http_vs_websocket.ipynb.
 
 What is given: ``ConnectedClients`` and ``EventLog`` (both safe to read and
 wait on from another thread, such as a test or a notebook), ``POST /events``
@@ -110,31 +111,6 @@ class EventLog:
             return len(self._subscribers)
 
 
-async def refuse_foreign_origin(websocket: WebSocket, allowed_origins: Collection[str]) -> bool:
-    """Refuse the handshake unless the page that opened it comes from an allowed origin.
-
-    A browser sends cookies with a WebSocket handshake to your site even when a
-    page on another site opens it, and neither the browser nor uvicorn stops it:
-    only this check does. The browser always sets ``Origin`` to the page's
-    origin, e.g. ``https://evil.example``.
-
-    TODO 1: if the ``Origin`` header is missing or not in ``allowed_origins``,
-    close the WebSocket with the policy-violation code (1008) *before* accepting
-    it, and return True. Otherwise return False (the caller then accepts).
-    """
-    return False
-
-
-async def echo_messages(websocket: WebSocket, max_message_bytes: int) -> None:
-    """Send every text message straight back, until the client leaves."""
-    while True:
-        message = await websocket.receive_text()
-        # TODO 2: a message longer than `max_message_bytes` (count UTF-8 bytes,
-        # not characters) is refused: close the WebSocket with the "message too
-        # big" code (1009) and a short reason, and stop echoing (return).
-        await websocket.send_text(message)
-
-
 class Event(BaseModel):
     text: str
 
@@ -145,20 +121,6 @@ def create_app(allowed_origins: Collection[str] = DEFAULT_ORIGINS,
     app = FastAPI(title="Lesson 3: HTTP versus WebSocket")
     clients = app.state.clients = ConnectedClients()
     events = app.state.events = EventLog()
-
-    @app.websocket("/echo")
-    async def echo(websocket: WebSocket):
-        if await refuse_foreign_origin(websocket, allowed_origins):
-            return
-        await websocket.accept()
-        # TODO 3: keep `clients` right. Add this websocket after accepting it,
-        # and remove it however the connection ends: the client closes, vanishes,
-        # or sends a message that is too big. When the client leaves,
-        # receive_text() raises WebSocketDisconnect (its .code says how): that is
-        # the normal end of a WebSocket, not an error, so handle it and log it at
-        # INFO level with its code.
-        clients.add(websocket)
-        await echo_messages(websocket, max_message_bytes)
 
     @app.post("/events", status_code=201)
     async def publish_event(event: Event):
@@ -173,11 +135,50 @@ def create_app(allowed_origins: Collection[str] = DEFAULT_ORIGINS,
         if await refuse_foreign_origin(websocket, allowed_origins):
             return
         await websocket.accept()
-        # TODO 4: push every new event to this client as JSON, as soon as it is
+        # TODO 1: push every new event to this client as JSON, as soon as it is
         # published. Subscribe with `events.subscription()`, then wait for each
         # event on the queue it gives you and send it. This loop never reads, so
         # it learns that the client left only when a send fails with
         # WebSocketDisconnect: end quietly then (the subscription must end too).
-        await websocket.close(reason="TODO 4: push each new event to this client")
+        await websocket.close(reason="TODO 1: push each new event to this client")
+
+    @app.websocket("/echo")
+    async def echo(websocket: WebSocket):
+        if await refuse_foreign_origin(websocket, allowed_origins):
+            return
+        await websocket.accept()
+        # TODO 2: keep `clients` right. Add this websocket after accepting it,
+        # and remove it however the connection ends: the client closes, vanishes,
+        # or sends a message that is too big. When the client leaves,
+        # receive_text() raises WebSocketDisconnect (its .code says how): that is
+        # the normal end of a WebSocket, not an error, so handle it and log it at
+        # INFO level with its code.
+        clients.add(websocket)
+        await echo_messages(websocket, max_message_bytes)
 
     return app
+
+
+async def echo_messages(websocket: WebSocket, max_message_bytes: int) -> None:
+    """Send every text message straight back, until the client leaves."""
+    while True:
+        message = await websocket.receive_text()
+        # TODO 3: a message longer than `max_message_bytes` (count UTF-8 bytes,
+        # not characters) is refused: close the WebSocket with the "message too
+        # big" code (1009) and a short reason, and stop echoing (return).
+        await websocket.send_text(message)
+
+
+async def refuse_foreign_origin(websocket: WebSocket, allowed_origins: Collection[str]) -> bool:
+    """Refuse the handshake unless the page that opened it comes from an allowed origin.
+
+    A browser sends cookies with a WebSocket handshake to your site even when a
+    page on another site opens it, and neither the browser nor uvicorn stops it:
+    only this check does. The browser always sets ``Origin`` to the page's
+    origin, e.g. ``https://evil.example``.
+
+    TODO 4: if the ``Origin`` header is missing or not in ``allowed_origins``,
+    close the WebSocket with the policy-violation code (1008) *before* accepting
+    it, and return True. Otherwise return False (the caller then accepts).
+    """
+    return False

@@ -1,9 +1,10 @@
 """Lesson 3: HTTP versus WebSocket.
 
-An app with an echo WebSocket, a stream of events that clients can either poll
-over HTTP or have pushed to them over a WebSocket, and a count of connected
-clients. Four exercises, marked TODO 1 to 4. Grade them with ``make check`` or
-the self-check cell in notebooks/03_http_vs_websocket.ipynb.
+An app with a stream of events that clients can either poll over HTTP or have
+pushed to them over a WebSocket, and an echo WebSocket that counts its clients.
+Four exercises: push events (TODO 1), count clients however they leave (TODO 2),
+limit the message size (TODO 3), refuse foreign origins (TODO 4). Grade them
+with ``make check`` or the self-check cell in notebooks/03_http_vs_websocket.ipynb.
 
 What is given: ``ConnectedClients`` and ``EventLog`` (both safe to read and
 wait on from another thread, such as a test or a notebook), ``POST /events``
@@ -109,45 +110,6 @@ class EventLog:
             return len(self._subscribers)
 
 
-async def refuse_foreign_origin(websocket: WebSocket, allowed_origins: Collection[str]) -> bool:
-    """Refuse the handshake unless the page that opened it comes from an allowed origin.
-
-    A browser sends cookies with a WebSocket handshake to your site even when a
-    page on another site opens it, and neither the browser nor uvicorn stops it:
-    only this check does. The browser always sets ``Origin`` to the page's
-    origin, e.g. ``https://evil.example``.
-
-    TODO 1: if the ``Origin`` header is missing or not in ``allowed_origins``,
-    close the WebSocket with the policy-violation code (1008) *before* accepting
-    it, and return True. Otherwise return False (the caller then accepts).
-    """
-    ### SOLUTION
-    if websocket.headers.get("origin") not in allowed_origins:
-        await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
-        return True
-    return False
-    ### STUB
-    # return False
-    ### END
-
-
-async def echo_messages(websocket: WebSocket, max_message_bytes: int) -> None:
-    """Send every text message straight back, until the client leaves."""
-    while True:
-        message = await websocket.receive_text()
-        # TODO 2: a message longer than `max_message_bytes` (count UTF-8 bytes,
-        # not characters) is refused: close the WebSocket with the "message too
-        # big" code (1009) and a short reason, and stop echoing (return).
-        ### SOLUTION
-        if len(message.encode()) > max_message_bytes:
-            await websocket.close(code=status.WS_1009_MESSAGE_TOO_BIG,
-                                  reason=f"messages are limited to {max_message_bytes} bytes")
-            return
-        ### STUB
-        ### END
-        await websocket.send_text(message)
-
-
 class Event(BaseModel):
     text: str
 
@@ -159,12 +121,41 @@ def create_app(allowed_origins: Collection[str] = DEFAULT_ORIGINS,
     clients = app.state.clients = ConnectedClients()
     events = app.state.events = EventLog()
 
+    @app.post("/events", status_code=201)
+    async def publish_event(event: Event):
+        return events.publish(event.text)
+
+    @app.get("/events")
+    async def poll_events(after: int = Query(0, ge=0, description="the last event id you have seen")):
+        return {"events": events.since(after)}
+
+    @app.websocket("/events/push")
+    async def push_events(websocket: WebSocket):
+        if await refuse_foreign_origin(websocket, allowed_origins):
+            return
+        await websocket.accept()
+        # TODO 1: push every new event to this client as JSON, as soon as it is
+        # published. Subscribe with `events.subscription()`, then wait for each
+        # event on the queue it gives you and send it. This loop never reads, so
+        # it learns that the client left only when a send fails with
+        # WebSocketDisconnect: end quietly then (the subscription must end too).
+        ### SOLUTION
+        with events.subscription() as new_events:
+            try:
+                while True:
+                    await websocket.send_json(await new_events.get())
+            except WebSocketDisconnect as exc:
+                log.info("push client left with close code %s", exc.code)
+        ### STUB
+        # await websocket.close(reason="TODO 1: push each new event to this client")
+        ### END
+
     @app.websocket("/echo")
     async def echo(websocket: WebSocket):
         if await refuse_foreign_origin(websocket, allowed_origins):
             return
         await websocket.accept()
-        # TODO 3: keep `clients` right. Add this websocket after accepting it,
+        # TODO 2: keep `clients` right. Add this websocket after accepting it,
         # and remove it however the connection ends: the client closes, vanishes,
         # or sends a message that is too big. When the client leaves,
         # receive_text() raises WebSocketDisconnect (its .code says how): that is
@@ -183,33 +174,43 @@ def create_app(allowed_origins: Collection[str] = DEFAULT_ORIGINS,
         # await echo_messages(websocket, max_message_bytes)
         ### END
 
-    @app.post("/events", status_code=201)
-    async def publish_event(event: Event):
-        return events.publish(event.text)
-
-    @app.get("/events")
-    async def poll_events(after: int = Query(0, ge=0, description="the last event id you have seen")):
-        return {"events": events.since(after)}
-
-    @app.websocket("/events/push")
-    async def push_events(websocket: WebSocket):
-        if await refuse_foreign_origin(websocket, allowed_origins):
-            return
-        await websocket.accept()
-        # TODO 4: push every new event to this client as JSON, as soon as it is
-        # published. Subscribe with `events.subscription()`, then wait for each
-        # event on the queue it gives you and send it. This loop never reads, so
-        # it learns that the client left only when a send fails with
-        # WebSocketDisconnect: end quietly then (the subscription must end too).
-        ### SOLUTION
-        with events.subscription() as new_events:
-            try:
-                while True:
-                    await websocket.send_json(await new_events.get())
-            except WebSocketDisconnect as exc:
-                log.info("push client left with close code %s", exc.code)
-        ### STUB
-        # await websocket.close(reason="TODO 4: push each new event to this client")
-        ### END
-
     return app
+
+
+async def echo_messages(websocket: WebSocket, max_message_bytes: int) -> None:
+    """Send every text message straight back, until the client leaves."""
+    while True:
+        message = await websocket.receive_text()
+        # TODO 3: a message longer than `max_message_bytes` (count UTF-8 bytes,
+        # not characters) is refused: close the WebSocket with the "message too
+        # big" code (1009) and a short reason, and stop echoing (return).
+        ### SOLUTION
+        if len(message.encode()) > max_message_bytes:
+            await websocket.close(code=status.WS_1009_MESSAGE_TOO_BIG,
+                                  reason=f"messages are limited to {max_message_bytes} bytes")
+            return
+        ### STUB
+        ### END
+        await websocket.send_text(message)
+
+
+async def refuse_foreign_origin(websocket: WebSocket, allowed_origins: Collection[str]) -> bool:
+    """Refuse the handshake unless the page that opened it comes from an allowed origin.
+
+    A browser sends cookies with a WebSocket handshake to your site even when a
+    page on another site opens it, and neither the browser nor uvicorn stops it:
+    only this check does. The browser always sets ``Origin`` to the page's
+    origin, e.g. ``https://evil.example``.
+
+    TODO 4: if the ``Origin`` header is missing or not in ``allowed_origins``,
+    close the WebSocket with the policy-violation code (1008) *before* accepting
+    it, and return True. Otherwise return False (the caller then accepts).
+    """
+    ### SOLUTION
+    if websocket.headers.get("origin") not in allowed_origins:
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
+        return True
+    return False
+    ### STUB
+    # return False
+    ### END

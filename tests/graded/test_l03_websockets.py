@@ -80,61 +80,68 @@ async def close_code_after_sending(server, message):
             return ("closed", ws.close_code, ws.close_reason)
 
 
-@check(points=2, hint="TODO 1: in refuse_foreign_origin, read websocket.headers.get('origin'); if it is "
-       "not in allowed_origins, `await websocket.close(code=1008)` BEFORE accept() and return True. "
-       "Before accept() there is no WebSocket yet to carry a close frame, so uvicorn answers the "
-       "handshake with HTTP 403 instead. An allowed origin must still get through (return False).")
-def test_task1_a_foreign_origin_is_refused_before_accept(server):
+@check(points=2, hint="TODO 1: in push_events, `with events.subscription() as new_events:` then loop: "
+       "`await websocket.send_json(await new_events.get())`. The client must get the event a "
+       "moment after POST /events, without asking for it.")
+def test_task1_push_delivers_an_event_within_moments(server, app):
     async def scenario():
-        return (await handshake_status(server, "/echo", FOREIGN_ORIGIN),
-                await handshake_status(server, "/echo", ORIGIN))
+        async with open_ws(server, "/events/push") as ws:
+            subscribed = await asyncio.to_thread(app.state.events.wait_for_subscribers, 1, WAIT)
+            if subscribed != 1:
+                return subscribed, None, None
+            async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+                posted = (await http.post("/events", json={"text": "deploy finished"})).json()
+            try:
+                pushed = await asyncio.wait_for(ws.recv(), WAIT)
+            except websockets.ConnectionClosed:
+                pushed = f"nothing: the server closed with {ws.close_code} {ws.close_reason!r}"
+            return subscribed, posted, pushed
 
-    foreign, allowed = run(server, scenario())
-    assert foreign == 403, f"a handshake from {FOREIGN_ORIGIN} should get HTTP 403, it got {foreign}"
-    assert allowed == 101, f"a handshake from the allowed {ORIGIN} should be accepted (101), it got {allowed}"
+    subscribed, posted, pushed = run(server, scenario())
+    assert subscribed == 1, f"a connected push client should be subscribed, {subscribed} subscriptions"
+    assert isinstance(pushed, str) and pushed.startswith("{"), f"expected the event as JSON, received {pushed}"
+    assert json.loads(pushed) == posted, f"pushed {pushed}, published {posted}"
 
 
-@check(points=1, hint="TODO 1: a handshake with no Origin header at all must be refused too "
-       "(websocket.headers.get('origin') is None then), and the push endpoint uses the same check.")
-def test_task1_missing_origin_and_the_push_endpoint_are_covered(server):
+@check(points=1, hint="TODO 1: when a send fails because the client left, send_json raises "
+       "WebSocketDisconnect: catch it inside the `with events.subscription()` block so the "
+       "subscription ends and the handler returns quietly.")
+def test_task1_a_departed_push_client_is_unsubscribed_at_the_next_event(server, app):
+    events = app.state.events
+
     async def scenario():
-        return (await handshake_status(server, "/echo", None),
-                await handshake_status(server, "/events/push", FOREIGN_ORIGIN))
+        async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+            async with open_ws(server, "/events/push") as ws:
+                while_connected = await asyncio.to_thread(events.wait_for_subscribers, 1, WAIT)
+                if while_connected != 1:
+                    return while_connected, None, None
+                await http.post("/events", json={"text": "first"})
+                await asyncio.wait_for(ws.recv(), WAIT)
+            # The push loop is waiting for the next event: only its next send tells it the client left.
+            await http.post("/events", json={"text": "second"})
+            after = await asyncio.to_thread(events.wait_for_subscribers, 0, WAIT)
+            still_serving = (await http.get("/events", params={"after": 1})).json()
+        return while_connected, after, still_serving
 
-    missing, push_foreign = run(server, scenario())
-    assert missing == 403, f"a handshake without Origin should get HTTP 403, it got {missing}"
-    assert push_foreign == 403, f"/events/push from {FOREIGN_ORIGIN} should get HTTP 403, it got {push_foreign}"
-
-
-@check(points=2, hint="TODO 2: in echo_messages, when len(message.encode()) > max_message_bytes, "
-       "`await websocket.close(code=1009, reason=...)` and return. A message of exactly "
-       "max_message_bytes is still fine and must be echoed.")
-def test_task2_an_oversized_message_closes_with_1009(server):
-    async def scenario():
-        return (await close_code_after_sending(server, "x" * MAX_BYTES),
-                await close_code_after_sending(server, "x" * (MAX_BYTES + 1)))
-
-    at_limit, over_limit = run(server, scenario())
-    assert at_limit == ("echo", "x" * MAX_BYTES), \
-        f"a message of exactly {MAX_BYTES} bytes should be echoed, got {describe(at_limit)}"
-    assert over_limit[:2] == ("closed", 1009), \
-        f"a message of {MAX_BYTES + 1} bytes should close with 1009, got {describe(over_limit)}"
-    assert over_limit[2], "give the close a reason: the client sees it"
+    while_connected, after, still_serving = run(server, scenario())
+    assert while_connected == 1, f"a connected push client should be subscribed, {while_connected} subscriptions"
+    assert after == 0, f"{after} subscriptions left after the client went away and an event was pushed"
+    assert [e["text"] for e in still_serving["events"]] == ["second"]
 
 
-@check(points=1, hint="TODO 2: the limit is in bytes, and 'é' is 2 bytes in UTF-8: measure "
-       "len(message.encode()), not len(message).")
-def test_task2_the_limit_counts_bytes_not_characters(server):
-    message = "é" * (MAX_BYTES // 2 + 1)  # fewer characters than the limit, more bytes
-    outcome = run(server, close_code_after_sending(server, message))
-    assert outcome[:2] == ("closed", 1009), f"{len(message.encode())} bytes in {len(message)} characters " \
-        f"should close with 1009, got {describe(outcome)}"
+class ErrorRecords(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
 
 
-@check(points=2, hint="TODO 3: wrap the echo loop in try/except WebSocketDisconnect/finally: add the "
+@check(points=2, hint="TODO 2: wrap the echo loop in try/except WebSocketDisconnect/finally: add the "
        "websocket to `clients` after accept(), and call clients.remove(websocket) in `finally`, so "
        "it runs however the connection ends: a close with any code, or a client that vanished.")
-def test_task3_the_client_count_follows_every_way_of_leaving(server, app):
+def test_task2_the_client_count_follows_every_way_of_leaving(server, app):
     clients = app.state.clients
 
     async def count_becomes(expected):
@@ -164,19 +171,10 @@ def test_task3_the_client_count_follows_every_way_of_leaving(server, app):
     assert wrong is None, wrong
 
 
-class ErrorRecords(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.ERROR)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@check(points=1, hint="TODO 3: a client leaving makes receive_text() raise WebSocketDisconnect. Left "
+@check(points=1, hint="TODO 2: a client leaving makes receive_text() raise WebSocketDisconnect. Left "
        "uncaught, uvicorn logs it as 'Exception in ASGI application' for every departure. Catch it "
        "(and log its .code at INFO level): leaving is how every WebSocket ends.")
-def test_task3_a_client_leaving_is_not_an_error(server):
+def test_task2_a_client_leaving_is_not_an_error(server):
     errors = ErrorRecords()
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addHandler(errors)
@@ -195,50 +193,52 @@ def test_task3_a_client_leaving_is_not_an_error(server):
         f"{errors.messages[0]!r}"
 
 
-@check(points=2, hint="TODO 4: in push_events, `with events.subscription() as new_events:` then loop: "
-       "`await websocket.send_json(await new_events.get())`. The client must get the event a "
-       "moment after POST /events, without asking for it.")
-def test_task4_push_delivers_an_event_within_moments(server, app):
+@check(points=2, hint="TODO 3: in echo_messages, when len(message.encode()) > max_message_bytes, "
+       "`await websocket.close(code=1009, reason=...)` and return. A message of exactly "
+       "max_message_bytes is still fine and must be echoed.")
+def test_task3_an_oversized_message_closes_with_1009(server):
     async def scenario():
-        async with open_ws(server, "/events/push") as ws:
-            subscribed = await asyncio.to_thread(app.state.events.wait_for_subscribers, 1, WAIT)
-            if subscribed != 1:
-                return subscribed, None, None
-            async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
-                posted = (await http.post("/events", json={"text": "deploy finished"})).json()
-            try:
-                pushed = await asyncio.wait_for(ws.recv(), WAIT)
-            except websockets.ConnectionClosed:
-                pushed = f"nothing: the server closed with {ws.close_code} {ws.close_reason!r}"
-            return subscribed, posted, pushed
+        return (await close_code_after_sending(server, "x" * MAX_BYTES),
+                await close_code_after_sending(server, "x" * (MAX_BYTES + 1)))
 
-    subscribed, posted, pushed = run(server, scenario())
-    assert subscribed == 1, f"a connected push client should be subscribed, {subscribed} subscriptions"
-    assert isinstance(pushed, str) and pushed.startswith("{"), f"expected the event as JSON, received {pushed}"
-    assert json.loads(pushed) == posted, f"pushed {pushed}, published {posted}"
+    at_limit, over_limit = run(server, scenario())
+    assert at_limit == ("echo", "x" * MAX_BYTES), \
+        f"a message of exactly {MAX_BYTES} bytes should be echoed, got {describe(at_limit)}"
+    assert over_limit[:2] == ("closed", 1009), \
+        f"a message of {MAX_BYTES + 1} bytes should close with 1009, got {describe(over_limit)}"
+    assert over_limit[2], "give the close a reason: the client sees it"
 
 
-@check(points=1, hint="TODO 4: when a send fails because the client left, send_json raises "
-       "WebSocketDisconnect: catch it inside the `with events.subscription()` block so the "
-       "subscription ends and the handler returns quietly.")
-def test_task4_a_departed_push_client_is_unsubscribed_at_the_next_event(server, app):
-    events = app.state.events
+@check(points=1, hint="TODO 3: the limit is in bytes, and 'é' is 2 bytes in UTF-8: measure "
+       "len(message.encode()), not len(message).")
+def test_task3_the_limit_counts_bytes_not_characters(server):
+    message = "é" * (MAX_BYTES // 2 + 1)  # fewer characters than the limit, more bytes
+    outcome = run(server, close_code_after_sending(server, message))
+    assert outcome[:2] == ("closed", 1009), f"{len(message.encode())} bytes in {len(message)} characters " \
+        f"should close with 1009, got {describe(outcome)}"
 
+
+@check(points=2, hint="TODO 4: in refuse_foreign_origin, read websocket.headers.get('origin'); if it is "
+       "not in allowed_origins, `await websocket.close(code=1008)` BEFORE accept() and return True. "
+       "Before accept() there is no WebSocket yet to carry a close frame, so uvicorn answers the "
+       "handshake with HTTP 403 instead. An allowed origin must still get through (return False).")
+def test_task4_a_foreign_origin_is_refused_before_accept(server):
     async def scenario():
-        async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
-            async with open_ws(server, "/events/push") as ws:
-                while_connected = await asyncio.to_thread(events.wait_for_subscribers, 1, WAIT)
-                if while_connected != 1:
-                    return while_connected, None, None
-                await http.post("/events", json={"text": "first"})
-                await asyncio.wait_for(ws.recv(), WAIT)
-            # The push loop is waiting for the next event: only its next send tells it the client left.
-            await http.post("/events", json={"text": "second"})
-            after = await asyncio.to_thread(events.wait_for_subscribers, 0, WAIT)
-            still_serving = (await http.get("/events", params={"after": 1})).json()
-        return while_connected, after, still_serving
+        return (await handshake_status(server, "/echo", FOREIGN_ORIGIN),
+                await handshake_status(server, "/echo", ORIGIN))
 
-    while_connected, after, still_serving = run(server, scenario())
-    assert while_connected == 1, f"a connected push client should be subscribed, {while_connected} subscriptions"
-    assert after == 0, f"{after} subscriptions left after the client went away and an event was pushed"
-    assert [e["text"] for e in still_serving["events"]] == ["second"]
+    foreign, allowed = run(server, scenario())
+    assert foreign == 403, f"a handshake from {FOREIGN_ORIGIN} should get HTTP 403, it got {foreign}"
+    assert allowed == 101, f"a handshake from the allowed {ORIGIN} should be accepted (101), it got {allowed}"
+
+
+@check(points=1, hint="TODO 4: a handshake with no Origin header at all must be refused too "
+       "(websocket.headers.get('origin') is None then), and the push endpoint uses the same check.")
+def test_task4_missing_origin_and_the_push_endpoint_are_covered(server):
+    async def scenario():
+        return (await handshake_status(server, "/echo", None),
+                await handshake_status(server, "/events/push", FOREIGN_ORIGIN))
+
+    missing, push_foreign = run(server, scenario())
+    assert missing == 403, f"a handshake without Origin should get HTTP 403, it got {missing}"
+    assert push_foreign == 403, f"/events/push from {FOREIGN_ORIGIN} should get HTTP 403, it got {push_foreign}"
