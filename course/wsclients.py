@@ -38,13 +38,32 @@ def ws_url(server, path: str = "/ws") -> str:
 class StuckClient:
     """An open WebSocket connection whose reading side is frozen."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, protocol: ClientProtocol) -> None:
+        self._reader = reader
+        self._protocol = protocol
         self._writer = writer
+        self._draining: asyncio.Task[None] | None = None
 
     @property
     def closed_by_server(self) -> bool:
         """True once the server closed or reset the TCP connection."""
         return self._writer.transport.is_closing()
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code in the server's close frame, once :meth:`resume` has read that far."""
+        return self._protocol.close_rcvd.code if self._protocol.close_rcvd else None
+
+    def resume(self) -> None:
+        """Start reading again: the frozen client thaws, parses and discards what arrives."""
+        async def drain() -> None:
+            while data := await self._reader.read(1 << 16):
+                self._protocol.receive_data(data)
+                self._protocol.events_received()  # messages are dropped; the close frame is kept
+
+        if self._draining is None:
+            self._writer.transport.resume_reading()
+            self._draining = asyncio.create_task(drain(), name="stuck-client-drain")
 
     def abort(self) -> None:
         """Drop the TCP connection without a closing handshake (unread data makes it a reset)."""
@@ -62,7 +81,7 @@ async def stuck_client(url: str, *, origin: str | None = None, receive_buffer: i
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before connect: sets the TCP window
     sock.setblocking(False)
-    writer = None
+    writer = client = None
     try:
         async with asyncio.timeout(timeout):
             await asyncio.get_running_loop().sock_connect(sock, (uri.host, uri.port))
@@ -78,10 +97,13 @@ async def stuck_client(url: str, *, origin: str | None = None, receive_buffer: i
             if protocol.handshake_exc is not None:
                 raise protocol.handshake_exc
         writer.transport.pause_reading()  # from now on, nothing is read: the kernel buffer fills, then TCP stalls
-        yield StuckClient(writer)
+        client = StuckClient(reader, writer, protocol)
+        yield client
     finally:
         if writer is not None:
             writer.transport.abort()
+            if client is not None and client._draining is not None:
+                client._draining.cancel()
         else:
             sock.close()
 

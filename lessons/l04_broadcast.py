@@ -79,9 +79,10 @@ class ConnectionManager:
     ``len(manager)`` is the number of clients currently registered.
     """
 
-    def __init__(self, max_pending: int = 64, send_timeout: float = 1.0) -> None:
+    def __init__(self, max_pending: int = 64, send_timeout: float = 1.0, close_timeout: float = 5.0) -> None:
         self.max_pending = max_pending  # messages waiting for one client before it counts as too slow
         self.send_timeout = send_timeout  # seconds one send may take before the client counts as too slow
+        self.close_timeout = close_timeout  # a dropped client has this long to take its close frame
         self._outboxes: dict[WebSocket, asyncio.Queue[str]] = {}
         self._writers: dict[WebSocket, asyncio.Task[None]] = {}
         self._closing: set[asyncio.Task[None]] = set()  # drop() closes in the background: keep the tasks alive
@@ -141,9 +142,10 @@ class ConnectionManager:
         task.add_done_callback(self._closing.discard)
 
     async def _close(self, websocket: WebSocket, code: int, reason: str) -> None:
-        # A client that reads nothing never makes room for the close frame either: give up after a while.
+        # The close frame queues behind what the client has not read yet; one that reads nothing
+        # never makes room for it. Nobody waits for this task, so it may take a while, but not forever.
         with contextlib.suppress(TimeoutError, WebSocketDisconnect, WebSocketDisconnected):
-            async with asyncio.timeout(self.send_timeout):
+            async with asyncio.timeout(self.close_timeout):
                 await websocket.close(code, reason)
 
 
