@@ -1,7 +1,7 @@
 """Peak server memory for large uploads: the classic endpoint versus lesson 2's solution.
 
-Each app runs on uvicorn in its own child process. After a warm-up upload the script
-reads the child's resident memory (VmRSS), resets the kernel's peak counter, sends the
+Each app runs on uvicorn in its own child process. After a warm-up upload, and before
+each round, the script reads the child's resident memory (VmRSS), resets the kernel's peak counter, sends the
 uploads (from a generator: the client holds 1 MiB, not the file), waits until the
 server's background work is over and reads the peak (VmHWM). The table shows the peak
 over idle. Target for the solution: at most +16 MiB.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from course.upload_tools import MiB, measure_upload_peak  # noqa: E402
+from course.upload_tools import MiB, measure_upload_peaks  # noqa: E402
 
 APPS = {
     "classic: await file.read()": ("course.classic_upload:create_classic_app", "/upload-file/"),
@@ -32,18 +32,17 @@ TARGET_MIB = 16
 def measure(size: int, counts: list[int]) -> list[dict]:
     rows = []
     for label, (factory, path) in APPS.items():
-        for count in counts:
-            folder = Path(tempfile.mkdtemp(prefix="upload-bench-"))
-            kwargs = {"upload_dir": str(folder / "uploads"), "db_path": str(folder / "log.db")}
-            (folder / "uploads").mkdir()
-            if factory.startswith("solutions."):
-                kwargs["max_upload_bytes"] = size + MiB
-            try:
-                result = measure_upload_peak(factory, path, size, count, **kwargs)
-            finally:
-                shutil.rmtree(folder, ignore_errors=True)
-            rows.append({"app": label, "uploads": count, **result})
-            print(f"  measured {label}, {count} x {size // MiB} MiB", file=sys.stderr, flush=True)
+        folder = Path(tempfile.mkdtemp(prefix="upload-bench-"))
+        (folder / "uploads").mkdir()
+        kwargs = {"upload_dir": str(folder / "uploads"), "db_path": str(folder / "log.db")}
+        if factory.startswith("solutions."):
+            kwargs["max_upload_bytes"] = size + MiB
+        try:
+            results = measure_upload_peaks(factory, path, size, counts, **kwargs)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        rows.extend({"app": label, **result} for result in results)
+        print(f"  measured {label}", file=sys.stderr, flush=True)
     return rows
 
 

@@ -5,7 +5,7 @@
 * :class:`ChildServer` reads that process's resident memory from ``/proc``: ``VmRSS``
   (now) and ``VmHWM`` (the peak, which the kernel tracks exactly and lets us reset).
 * :func:`multipart_body` streams a large upload from a generator, so the client never
-  holds the file; :func:`measure_upload_peak` puts it together.
+  holds the file; :func:`measure_upload_peaks` puts it together.
 * :func:`captured_server_errors` collects what uvicorn logs when a background task raises.
 """
 
@@ -140,6 +140,7 @@ def _child_main(factory: str, kwargs_json: str) -> None:
     app = getattr(importlib.import_module(module_name), function_name)(**json.loads(kwargs_json))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((HOST, 0))
+    sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
     print(f"port {sock.getsockname()[1]}", flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
 
@@ -178,22 +179,26 @@ def upload_concurrently(url: str, size: int, count: int, timeout: float = 60.0) 
         return list(pool.map(one, range(count)))
 
 
-def measure_upload_peak(factory: str, path: str, size: int, count: int, **kwargs) -> dict:
-    """Start ``factory(**kwargs)`` in a child process, upload ``count`` files of ``size`` bytes at once
-    to ``path``, wait for its background work to end, and report the peak RSS over idle."""
+def measure_upload_peaks(factory: str, path: str, size: int, counts: list[int], **kwargs) -> list[dict]:
+    """Start ``factory(**kwargs)`` in a child process; for each ``count``, upload ``count`` files of
+    ``size`` bytes at once to ``path``, wait for the background work to end, and report the peak RSS
+    over the idle RSS just before (the peak counter is reset before each round)."""
+    results = []
     with serve_in_subprocess(factory, **kwargs) as child:
         warm_headers, warm_body = multipart_body(64 * 1024, filename="warm-up.bin")
         httpx.post(child.url + path, content=warm_body, headers=warm_headers, timeout=10)
-        child.wait_idle(quiet=0.2, timeout=10)
-        idle = child.rss()
-        exact = child.reset_peak()
-        started = time.perf_counter()
-        codes = upload_concurrently(child.url + path, size, count)
-        seconds = time.perf_counter() - started
-        child.wait_idle(quiet=0.3, timeout=60)
-        peak = child.peak_rss()
-    return {"idle": idle, "peak": peak, "over_idle": peak - idle, "codes": codes, "seconds": seconds,
-            "peak_was_reset": exact}
+        for count in counts:
+            child.wait_idle(quiet=0.2, timeout=10)
+            idle = child.rss()
+            exact = child.reset_peak()
+            started = time.perf_counter()
+            codes = upload_concurrently(child.url + path, size, count)
+            seconds = time.perf_counter() - started
+            child.wait_idle(quiet=0.3, timeout=60)
+            peak = child.peak_rss()
+            results.append({"uploads": count, "idle": idle, "peak": peak, "over_idle": peak - idle,
+                            "codes": codes, "seconds": seconds, "peak_was_reset": exact})
+    return results
 
 
 @contextlib.contextmanager
@@ -220,14 +225,19 @@ def captured_server_errors() -> Iterator[list[logging.LogRecord]]:
 
 
 def describe_error(record: logging.LogRecord) -> str:
-    """``"where: ExceptionName: message"`` for a logged exception, where = the innermost function."""
+    """``"in where(): ExceptionName: message"`` for a logged exception (where = the innermost
+    function), followed by ``" <- while handling: ..."`` for each exception it interrupted."""
     if not record.exc_info or record.exc_info[1] is None:
         return record.getMessage().strip()
-    exc, tb = record.exc_info[1], record.exc_info[2]
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    where = tb.tb_frame.f_code.co_name if tb is not None else "?"
-    return f"in {where}(): {type(exc).__name__}: {exc}"
+    parts, exc = [], record.exc_info[1]
+    while exc is not None and len(parts) < 5:
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = tb.tb_frame.f_code.co_name if tb is not None else "?"
+        parts.append(f"in {where}(): {type(exc).__name__}: {exc}")
+        exc = exc.__cause__ or exc.__context__
+    return " <- while handling: ".join(parts)
 
 
 if __name__ == "__main__":
