@@ -23,7 +23,7 @@ def timeline(spans: Sequence[tuple[str, float, float]], events: Iterable[tuple[s
     if title:
         ax.set_title(title)
     if events:
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -48,12 +48,16 @@ class JobStore:
             job = self._jobs.get(job_id)
             return dict(job) if job else None
 
-    def wait_finished(self, job_id: str, timeout: float) -> dict[str, Any] | None:
-        """Block until the job is done or failed, or ``timeout`` seconds pass; return its status."""
+    def wait_until(self, job_id: str, condition: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
+        """Block until ``condition(job)`` holds or ``timeout`` seconds pass; return the job as it is then."""
         with self._changed:
-            self._changed.wait_for(lambda: self._jobs.get(job_id, {}).get("status") in FINISHED, timeout)
+            self._changed.wait_for(lambda: condition(self._jobs.get(job_id, {})), timeout)
             job = self._jobs.get(job_id)
             return dict(job) if job else None
+
+    def wait_finished(self, job_id: str, timeout: float) -> dict[str, Any] | None:
+        """Block until the job is done or failed, or ``timeout`` seconds pass; return its status."""
+        return self.wait_until(job_id, lambda job: job.get("status") in FINISHED, timeout)
 
 
 def build_report(jobs: JobStore, job_id: str, seconds: float) -> None:
@@ -137,6 +141,8 @@ def create_app() -> FastAPI:
     async def request_import(body: ImportRequest, background_tasks: BackgroundTasks):
         job_id = jobs.create("import")
         background_tasks.add_task(run_recorded, jobs, job_id, import_rows, body.rows)
+        # A second task of the same response: it only runs if run_recorded did not raise.
+        background_tasks.add_task(jobs.update, job_id, followed_up=True)
         return {"job_id": job_id, "status": "pending"}
 
     @app.post("/thumbnails", status_code=202)

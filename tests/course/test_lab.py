@@ -21,11 +21,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def lab():
+def lab(tmp_path):
     port = free_port()
+    log = (tmp_path / "lab.log").open("w")
     args = f"LAB_ARGS=--no-browser --ServerApp.port={port} --ServerApp.token={TOKEN} --ServerApp.port_retries=0"
     proc = subprocess.Popen(["make", "--no-print-directory", "lab", args], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -36,7 +37,7 @@ def lab():
             except httpx.HTTPError:
                 time.sleep(0.3)
         else:
-            pytest.fail(f"JupyterLab did not come up:\n{proc.stdout.read() if proc.poll() is not None else ''}")
+            pytest.fail(f"JupyterLab did not come up:\n{(tmp_path / 'lab.log').read_text()}")
         yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # make, jupyter and its children share the session
@@ -45,6 +46,7 @@ def lab():
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+        log.close()
 
 
 def test_make_lab_serves_the_notebooks(lab):
