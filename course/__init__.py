@@ -3,6 +3,7 @@
 * :mod:`course.server`  run an app on a real uvicorn server inside a kernel
 * :mod:`course.grading` graded checks (pytest plugin) and ``grade()`` for notebooks
 * :mod:`course.stubs`   derive ``lessons/`` from ``solutions/``
+* :mod:`course.kernels` a throwaway kernel for demos that would kill the notebook's own
 * :mod:`course.plots`   plots of measurements
 """
 

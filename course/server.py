@@ -110,6 +110,13 @@ class RunningServer:
             _close_listeners(self.server)
 
 
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """``stop()``, then wait until uvicorn has finished shutting down (both modes)."""
+        self.stop(timeout)
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=timeout)
+
+
 _registry: dict[str, RunningServer] = {}
 
 
@@ -133,7 +140,9 @@ def _close_listeners(server: _KernelFriendlyServer) -> None:
 
 
 def _bind(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on sockets that say they are TCP, and
+    # without it loop-mode responses (headers and body written separately) wait ~40 ms for delayed ACKs.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((HOST, port))

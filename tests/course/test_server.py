@@ -80,8 +80,8 @@ def test_loop_mode_serves_awaited_clients_and_reruns(app):
         second = await serve_on_loop(app, name="t-loop", port=first.port)
         async with httpx.AsyncClient(timeout=5) as client:
             assert (await client.get(second.url)).json() == {"ok": True}
-        second.stop()
-        assert can_bind(second.port)
+        await second.aclose()
+        assert can_bind(second.port) and not second.running
 
     asyncio.run(scenario())
 
