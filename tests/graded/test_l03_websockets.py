@@ -5,8 +5,10 @@ skip the HTTP handshake that the Origin check and the 403 are about.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 
 import httpx
 import pytest
@@ -20,6 +22,7 @@ FOREIGN_ORIGIN = "https://evil.example"
 MAX_BYTES = 1000
 WAIT = 3.0  # generous upper bound for anything to happen on a busy 2-core machine
 SETTLE = 1.5  # bound for what happens at once (a subscription, a count): shorter, so stubs fail fast
+MAX_PUSH_DELAY = 0.5  # a push takes milliseconds; the margin is for a busy 2-core machine
 
 
 def run(server, scenario):
@@ -81,27 +84,52 @@ async def close_code_after_sending(server, message):
             return ("closed", ws.close_code, ws.close_reason)
 
 
+class ErrorRecords(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def server_errors():
+    """The messages uvicorn logs at ERROR level while the block runs (stop the server inside it)."""
+    errors = ErrorRecords()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(errors)
+    try:
+        yield errors.messages
+    finally:
+        uvicorn_log.removeHandler(errors)
+
+
 @check(points=2, hint="TODO 1: in push_events, `with events.subscription() as new_events:` then loop: "
        "`await websocket.send_json(await new_events.get())`. The client must get the event a "
        "moment after POST /events, without asking for it.")
 def test_task1_push_delivers_an_event_within_moments(server, app):
     async def scenario():
-        async with open_ws(server, "/events/push") as ws:
-            subscribed = await asyncio.to_thread(app.state.events.wait_for_subscribers, 1, SETTLE)
-            if subscribed != 1:
-                return subscribed, None, None
-            async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+        async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+            async with open_ws(server, "/events/push") as ws:
+                subscribed = await asyncio.to_thread(app.state.events.wait_for_subscribers, 1, SETTLE)
+                if subscribed != 1:
+                    return subscribed, None, None, None
                 posted = (await http.post("/events", json={"text": "deploy finished"})).json()
-            try:
-                pushed = await asyncio.wait_for(ws.recv(), WAIT)
-            except websockets.ConnectionClosed:
-                pushed = f"nothing: the server closed with {ws.close_code} {ws.close_reason!r}"
-            return subscribed, posted, pushed
+                try:
+                    pushed = await asyncio.wait_for(ws.recv(), WAIT)
+                except websockets.ConnectionClosed:
+                    pushed = f"nothing: the server closed with {ws.close_code} {ws.close_reason!r}"
+                delay = time.time() - posted["at"]
+            # One more event lets the push loop notice that the client left, so the server stops at once.
+            await http.post("/events", json={"text": "goodbye"})
+            return subscribed, posted, pushed, delay
 
-    subscribed, posted, pushed = run(server, scenario())
+    subscribed, posted, pushed, delay = run(server, scenario())
     assert subscribed == 1, f"a connected push client should be subscribed, {subscribed} subscriptions"
     assert isinstance(pushed, str) and pushed.startswith("{"), f"expected the event as JSON, received {pushed}"
     assert json.loads(pushed) == posted, f"pushed {pushed}, published {posted}"
+    assert delay < MAX_PUSH_DELAY, f"the event arrived {delay:.2f} s after it was published: push it at once"
 
 
 @check(points=1, hint="TODO 1: when a send fails because the client left, send_json raises "
@@ -124,19 +152,12 @@ def test_task1_a_departed_push_client_is_unsubscribed_at_the_next_event(server, 
             still_serving = (await http.get("/events", params={"after": 1})).json()
         return while_connected, after, still_serving
 
-    while_connected, after, still_serving = run(server, scenario())
+    with server_errors() as errors:
+        while_connected, after, still_serving = run(server, scenario())
     assert while_connected == 1, f"a connected push client should be subscribed, {while_connected} subscriptions"
     assert after == 0, f"{after} subscriptions left after the client went away and an event was pushed"
     assert [e["text"] for e in still_serving["events"]] == ["second"]
-
-
-class ErrorRecords(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.ERROR)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
+    assert not errors, f"the server logged an error when the push client left: {errors[0]!r}"
 
 
 @check(points=2, hint="TODO 2: wrap the echo loop in try/except WebSocketDisconnect/finally: add the "
@@ -176,22 +197,15 @@ def test_task2_the_client_count_follows_every_way_of_leaving(server, app):
        "uncaught, uvicorn logs it as 'Exception in ASGI application' for every departure. Catch it "
        "(and log its .code at INFO level): leaving is how every WebSocket ends.")
 def test_task2_a_client_leaving_is_not_an_error(server):
-    errors = ErrorRecords()
-    uvicorn_log = logging.getLogger("uvicorn.error")
-    uvicorn_log.addHandler(errors)
-
     async def scenario():
         async with open_ws(server, "/echo") as ws:
             await ws.send("bye")
             await asyncio.wait_for(ws.recv(), WAIT)
         (await open_ws(server, "/echo")).transport.abort()
 
-    try:
+    with server_errors() as errors:
         run(server, scenario())  # stopping the server waits for both handlers to finish
-    finally:
-        uvicorn_log.removeHandler(errors)
-    assert not errors.messages, f"the server logged {len(errors.messages)} error(s) when clients left: " \
-        f"{errors.messages[0]!r}"
+    assert not errors, f"the server logged {len(errors)} error(s) when clients left: {errors[0]!r}"
 
 
 @check(points=2, hint="TODO 3: in echo_messages, when len(message.encode()) > max_message_bytes, "
