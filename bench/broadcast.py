@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 KINDS = ("usual", "lesson", "websockets")
 FILLER = "f" * 64_000

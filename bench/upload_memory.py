@@ -18,9 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from course.upload_tools import MiB, measure_upload_peaks  # noqa: E402
+from course.upload_tools import MiB, measure_upload_peaks
 
 APPS = {
     "classic: await file.read()": ("course.classic_upload:create_classic_app", "/upload-file/"),
