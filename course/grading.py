@@ -152,21 +152,39 @@ def grade(lesson_name: str | None = None, target: str | None = None) -> int:
     return proc.returncode
 
 
+_servers_key = pytest.StashKey[list]()
+
+
 @pytest.fixture
-def live_server():
-    """Start apps on real uvicorn servers (thread mode, 127.0.0.1); all stop after the test.
+def live_server(request: pytest.FixtureRequest):
+    """Start apps on real uvicorn servers (thread mode, 127.0.0.1); all stop when the test ends.
 
     ``server = live_server(app)`` returns a :class:`course.server.RunningServer`.
     """
     from course.server import serve_in_thread
 
-    started = []
+    started = request.node.stash.setdefault(_servers_key, [])
 
     def start(app, **config):
-        server = serve_in_thread(app, name=f"test-{len(started)}-{id(started)}", **config)
+        server = serve_in_thread(app, name=f"test-{request.node.nodeid}-{len(started)}", **config)
         started.append(server)
         return server
 
     yield start
-    for server in started:
+    _stop_servers(request.node)
+
+
+def _stop_servers(item: pytest.Item) -> None:
+    for server in item.stash.get(_servers_key, []):
         server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    try:
+        return (yield)
+    finally:
+        # Stop the test's servers before pytest formats a failure. On Python 3.11, pytest and a
+        # server thread logging a traceback can run ast.parse at the same moment, and that can
+        # crash pytest with "SystemError: AST constructor recursion depth mismatch".
+        _stop_servers(item)
