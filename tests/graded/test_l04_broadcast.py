@@ -14,7 +14,7 @@ from course.grading import check
 from course.wsclients import Listener, stuck_client, ws_url
 
 ALLOWED = "http://localhost:8000"
-DELIVERY_WAIT = 2.0  # generous: delivery takes milliseconds, but the machine has 2 cores and other work
+DELIVERY_WAIT = 1.0  # generous: delivery takes milliseconds (a stub run waits this out, so keep it short)
 
 
 def run(scenario):
@@ -86,7 +86,7 @@ def test_task1_2_a_client_that_never_reads_is_dropped_within_2_s(app, url):
                     while sent < 400 and (dropped_after is None or sent < 20 + dropped_at_message):
                         await sender.send(f"{sent} {payload}")
                         sent += 1
-                        assert await wait_all(healthy, sent, timeout=2.0), (
+                        assert await wait_all(healthy, sent), (
                             f"healthy clients stalled at {counts(healthy)} of {sent} messages")
                         if dropped_after is None and len(app.state.manager) == len(healthy):
                             dropped_after, dropped_at_message = time.perf_counter() - started, sent
