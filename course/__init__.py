@@ -1,10 +1,13 @@
 """Course plumbing shared by notebooks, tests and benchmarks.
 
-* :mod:`course.server`  run an app on a real uvicorn server inside a kernel
-* :mod:`course.grading` graded checks (pytest plugin) and ``grade()`` for notebooks
-* :mod:`course.stubs`   derive ``lessons/`` from ``solutions/``
-* :mod:`course.kernels` a throwaway kernel for demos that would kill the notebook's own
-* :mod:`course.plots`   plots of measurements
+* :mod:`course.server`         run an app on a real uvicorn server inside a kernel
+* :mod:`course.grading`        graded checks (pytest plugin) and ``grade()`` for notebooks
+* :mod:`course.stubs`          derive ``lessons/`` from ``solutions/``
+* :mod:`course.plots`          plots of measurements
+* :mod:`course.kernels`        a throwaway kernel for demos that would kill the notebook's own
+* :mod:`course.wsclients`      WebSocket test clients: a listener that records arrivals, a stuck client
+* :mod:`course.upload_tools`   a server in a child process with exact peak memory, streamed upload bodies
+* :mod:`course.classic_upload` the classic upload endpoint, kept as is to show what goes wrong
 """
 
 from __future__ import annotations
