@@ -30,11 +30,11 @@ def load_lesson(name: str) -> ModuleType:
     return importlib.reload(module)
 
 
-def grade(lesson_name: str | None = None) -> int:
+def grade(lesson_name: str | None = None) -> None:
     """Grade your lesson in a fresh process and print the score table (see course.grading.grade)."""
     from course.grading import grade as run_grade
 
-    return run_grade(lesson_name, target())
+    run_grade(lesson_name, target())  # the table says it all; no exit code echoed into the cell
 
 
 __all__ = [
