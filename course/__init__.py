@@ -16,7 +16,7 @@ import importlib
 import os
 from types import ModuleType
 
-from course.server import PortInUseError, RunningServer, serve_in_thread, serve_on_loop, stop_all
+from course.server import PortInUseError, RunningServer, captured_log, serve_in_thread, serve_on_loop, stop_all
 
 
 def target() -> str:
@@ -40,6 +40,7 @@ def grade(lesson_name: str | None = None) -> None:
 __all__ = [
     "PortInUseError",
     "RunningServer",
+    "captured_log",
     "grade",
     "load_lesson",
     "serve_in_thread",

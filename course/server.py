@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ __all__ = [
     "PortInUseError",
     "RunningServer",
     "ServerStartupError",
+    "CapturedLog",
+    "captured_log",
     "running_servers",
     "serve_in_thread",
     "serve_on_loop",
@@ -235,3 +238,52 @@ async def serve_on_loop(app: Any, *, name: str = "app", port: int = 0, **config:
         server.should_exit = True
         raise ServerStartupError(f"server {name!r} did not start within {START_TIMEOUT} s")
     return _register(name, "loop", sock, server, _task=task)
+
+
+class CapturedLog(list):
+    """The log records :func:`captured_log` collected; ``wait()`` blocks until enough arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._arrived = threading.Condition()
+
+    def add(self, record: logging.LogRecord) -> None:
+        with self._arrived:
+            self.append(record)
+            self._arrived.notify_all()
+
+    def wait(self, count: int = 1, timeout: float = 5.0) -> bool:
+        """Wait until at least ``count`` records are here, or ``timeout`` seconds; say which."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self) >= count, timeout)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: CapturedLog, level: int) -> None:
+        super().__init__(level)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.add(record)
+
+
+@contextlib.contextmanager
+def captured_log(*names: str, level: int = logging.ERROR) -> Iterator[CapturedLog]:
+    """Collect what the named loggers (default: ``uvicorn.error``, where uvicorn reports an
+    exception from an endpoint or a background task) log at ``level`` or above, instead of
+    printing it. Records keep their ``exc_info``: ``logging.Formatter().format(record)``
+    gives the text with its traceback.
+    """
+    captured = CapturedLog()
+    handler = _Collect(captured, level)
+    loggers = [logging.getLogger(name) for name in names or ("uvicorn.error",)]
+    propagate = [logger.propagate for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.propagate = False
+    try:
+        yield captured
+    finally:
+        for logger, previous in zip(loggers, propagate):
+            logger.removeHandler(handler)
+            logger.propagate = previous

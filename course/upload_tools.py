@@ -6,7 +6,7 @@
   (now) and ``VmHWM`` (the peak, which the kernel tracks exactly and lets us reset).
 * :func:`multipart_body` streams a large upload from a generator, so the client never
   holds the file; :func:`measure_upload_peaks` puts it together.
-* :func:`captured_server_errors` collects what uvicorn logs when a background task raises.
+* :func:`describe_error` sums up a logged exception chain in one line.
 """
 
 from __future__ import annotations
@@ -199,29 +199,6 @@ def measure_upload_peaks(factory: str, path: str, size: int, counts: list[int], 
             results.append({"uploads": count, "idle": idle, "peak": peak, "over_idle": peak - idle,
                             "codes": codes, "seconds": seconds, "peak_was_reset": exact})
     return results
-
-
-@contextlib.contextmanager
-def captured_server_errors() -> Iterator[list[logging.LogRecord]]:
-    """Collect the records uvicorn logs at ERROR (for example "Exception in ASGI application"
-    when a background task raises) into a list, instead of printing their tracebacks."""
-    records: list[logging.LogRecord] = []
-    lock = threading.Lock()
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            with lock:
-                records.append(record)
-
-    logger = logging.getLogger("uvicorn.error")
-    handler, propagate = Collect(level=logging.ERROR), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
 
 
 def describe_error(record: logging.LogRecord) -> str:

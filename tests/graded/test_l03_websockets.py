@@ -5,9 +5,7 @@ skip the HTTP handshake that the Origin check and the 403 are about.
 """
 
 import asyncio
-import contextlib
 import json
-import logging
 import time
 
 import httpx
@@ -16,6 +14,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from course.grading import check
+from course.server import captured_log
 
 ORIGIN = "http://localhost:8000"
 FOREIGN_ORIGIN = "https://evil.example"
@@ -84,27 +83,6 @@ async def close_code_after_sending(server, message):
             return ("closed", ws.close_code, ws.close_reason)
 
 
-class ErrorRecords(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.ERROR)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@contextlib.contextmanager
-def server_errors():
-    """The messages uvicorn logs at ERROR level while the block runs (stop the server inside it)."""
-    errors = ErrorRecords()
-    uvicorn_log = logging.getLogger("uvicorn.error")
-    uvicorn_log.addHandler(errors)
-    try:
-        yield errors.messages
-    finally:
-        uvicorn_log.removeHandler(errors)
-
-
 @check(points=2, hint="TODO 1: in push_events, `with events.subscription() as new_events:` then loop: "
        "`await websocket.send_json(await new_events.get())`. The client must get the event a "
        "moment after POST /events, without asking for it.")
@@ -152,12 +130,12 @@ def test_task1_a_departed_push_client_is_unsubscribed_at_the_next_event(server, 
             still_serving = (await http.get("/events", params={"after": 1})).json()
         return while_connected, after, still_serving
 
-    with server_errors() as errors:
+    with captured_log() as errors:  # uvicorn's error log
         while_connected, after, still_serving = run(server, scenario())
     assert while_connected == 1, f"a connected push client should be subscribed, {while_connected} subscriptions"
     assert after == 0, f"{after} subscriptions left after the client went away and an event was pushed"
     assert [e["text"] for e in still_serving["events"]] == ["second"]
-    assert not errors, f"the server logged an error when the push client left: {errors[0]!r}"
+    assert not errors, f"the server logged an error when the push client left: {errors[0].getMessage()!r}"
 
 
 @check(points=2, hint="TODO 2: wrap the echo loop in try/except WebSocketDisconnect/finally: add the "
@@ -203,9 +181,9 @@ def test_task2_a_client_leaving_is_not_an_error(server):
             await asyncio.wait_for(ws.recv(), WAIT)
         (await open_ws(server, "/echo")).transport.abort()
 
-    with server_errors() as errors:
+    with captured_log() as errors:  # uvicorn's error log
         run(server, scenario())  # stopping the server waits for both handlers to finish
-    assert not errors, f"the server logged {len(errors)} error(s) when clients left: {errors[0]!r}"
+    assert not errors, f"the server logged {len(errors)} error(s) when clients left: {errors[0].getMessage()!r}"
 
 
 @check(points=2, hint="TODO 3: in echo_messages, when len(message.encode()) > max_message_bytes, "
