@@ -105,3 +105,28 @@ def test_a_process_with_a_running_server_exits_cleanly():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
     assert proc.returncode == 0, proc.stderr
     assert can_bind(int(proc.stdout))
+
+
+def test_captured_log_collects_a_background_task_error_and_can_wait_for_it():
+    from fastapi import BackgroundTasks
+
+    from course.server import captured_log
+
+    app = FastAPI()
+
+    def explode():
+        raise ValueError("task failed")
+
+    @app.post("/")
+    def schedule(background_tasks: BackgroundTasks):
+        background_tasks.add_task(explode)
+        return {"accepted": True}
+
+    server = serve_in_thread(app, name="t-log")
+    try:
+        with captured_log() as server_log:
+            assert httpx.post(server.url, timeout=5).status_code == 200
+            assert server_log.wait(1, timeout=5)
+        assert server_log[0].exc_info[0] is ValueError
+    finally:
+        server.stop()
