@@ -8,13 +8,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # JupyterLab refuses to run as root unless told; only add the flag for root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+# The browser test drives Debian's chromium; on other systems it is skipped outside CI.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: lab test check report stubs clean
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -ra --target=solutions --grade-json=build/grade-solutions.json --durations=12
 
 check: $(STAMP)
@@ -27,6 +29,14 @@ report: $(STAMP)
 # Maintainers: regenerate lessons/ from solutions/ (overwrites lessons/!).
 stubs: $(STAMP)
 	$(BIN)/python -m course.stubs
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's chromium for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "No $(CHROMIUM): the browser test will be skipped (Debian/Ubuntu: sudo apt-get install chromium)"; \
+	fi
 
 clean:
 	rm -rf $(VENV) build grade.json
