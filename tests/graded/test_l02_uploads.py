@@ -13,6 +13,7 @@ import pytest
 from fastapi import HTTPException
 
 from course.grading import check
+from course.upload_tools import wait_until
 
 WAIT = 10.0  # upper bound for background work that takes milliseconds, on a busy 2-core machine
 BOUNDARY = "graded-boundary"
@@ -71,25 +72,23 @@ def db_rows(root: Path) -> list[dict]:
         return [dict(row) for row in db.execute("SELECT * FROM uploads")]
 
 
+FINISHED = ("done", "failed")
+
+
 def wait_rows_finished(root: Path, count: int, timeout: float = WAIT) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = db_rows(root)
-        finished = [row for row in rows if row["status"] in ("done", "failed")]
-        if len(finished) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
+    # The rows are written by the server's background tasks: nothing to wait on but the file.
+    wait_until(lambda: sum(row["status"] in FINISHED for row in db_rows(root)) >= count, timeout, interval=0.05)
+    return db_rows(root)
 
 
 def wait_status(client: httpx.Client, upload_id: str, timeout: float = WAIT) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
+    def status() -> dict:
         response = client.get(f"/uploads/{upload_id}")
         assert response.status_code == 200, f"GET /uploads/{upload_id}: {response.status_code} {response.text}"
-        status = response.json()
-        if status.get("status") in ("done", "failed") or time.monotonic() > deadline:
-            return status
-        time.sleep(0.05)
+        return response.json()
+
+    wait_until(lambda: status().get("status") in FINISHED, timeout, interval=0.05)
+    return status()
 
 
 def assert_accepted(response: httpx.Response) -> str:

@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 
 from course.grading import check
 from course.server import captured_log
+from course.wsclients import ws_url
 
 ORIGIN = "http://localhost:8000"
 FOREIGN_ORIGIN = "https://evil.example"
@@ -48,10 +49,6 @@ def app(lesson):
 @pytest.fixture
 def server(app, live_server):
     return live_server(app)
-
-
-def ws_url(server, path):
-    return server.url.replace("http://", "ws://", 1) + path
 
 
 def open_ws(server, path, origin=ORIGIN):
