@@ -21,7 +21,7 @@ from pathlib import Path
 from course.upload_tools import MiB, measure_upload_peaks
 
 APPS = {
-    "classic: await file.read()": ("course.classic_upload:create_classic_app", "/upload-file/"),
+    "classic: await file.read()": ("course.specimens.classic_upload:create_classic_app", "/upload-file/"),
     "lesson 2 solution: streamed": ("solutions.l02_uploads:create_app", "/uploads"),
 }
 TARGET_MIB = 16
