@@ -26,7 +26,8 @@ from fastapi import FastAPI, Query, WebSocket, WebSocketDisconnect, status
 from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
-DEFAULT_ORIGINS = ("http://localhost:8000", "http://127.0.0.1:8000")
+# Pages served by this app itself (uvicorn's default port), and clients that are not browsers (no Origin).
+DEFAULT_ORIGINS = (None, "http://localhost:8000", "http://127.0.0.1:8000")
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 
 
@@ -115,7 +116,7 @@ class Event(BaseModel):
     text: str
 
 
-def create_app(allowed_origins: Collection[str] = DEFAULT_ORIGINS,
+def create_app(allowed_origins: Collection[str | None] = DEFAULT_ORIGINS,
                max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> FastAPI:
     """The lesson's app. ``app.state.clients`` counts echo clients; ``app.state.events`` holds the events."""
     app = FastAPI(title="Lesson 3: HTTP versus WebSocket")
@@ -169,16 +170,29 @@ async def echo_messages(websocket: WebSocket, max_message_bytes: int) -> None:
         await websocket.send_text(message)
 
 
-async def refuse_foreign_origin(websocket: WebSocket, allowed_origins: Collection[str]) -> bool:
-    """Refuse the handshake unless the page that opened it comes from an allowed origin.
+def origin_allowed(origin: str | None, allowed_origins: Collection[str | None]) -> bool:
+    """THE ORIGIN RULE of this course (lesson 4 uses it too).
 
-    A browser sends cookies with a WebSocket handshake to your site even when a
-    page on another site opens it, and neither the browser nor uvicorn stops it:
-    only this check does. The browser always sets ``Origin`` to the page's
-    origin, e.g. ``https://evil.example``.
+    ``origin`` is the handshake's ``Origin`` header, or None when there is none.
+    It is allowed iff it equals one of ``allowed_origins`` exactly: the same
+    string, not a prefix, not a part, not the same letters in another case.
+    A browser always sends ``Origin`` with a WebSocket handshake, so no
+    ``Origin`` means the client is not a browser: it is allowed iff ``None``
+    is one of ``allowed_origins``.
 
-    TODO 4: if the ``Origin`` header is missing or not in ``allowed_origins``,
-    close the WebSocket with the policy-violation code (1008) *before* accepting
-    it, and return True. Otherwise return False (the caller then accepts).
+    TODO 4: return whether ``origin`` is allowed by that rule.
+    """
+    return True
+
+
+async def refuse_foreign_origin(websocket: WebSocket, allowed_origins: Collection[str | None]) -> bool:
+    """Refuse the handshake unless the client comes from an allowed origin; say whether it was refused.
+
+    Call it before ``accept()``: ``if await refuse_foreign_origin(websocket, allowed): return``.
+
+    TODO 4 (continued): if the handshake's ``Origin`` is not allowed by
+    :func:`origin_allowed`, close the WebSocket with the policy-violation code
+    *before* accepting it, and return True. Otherwise return False (the caller
+    then accepts).
     """
     return False
