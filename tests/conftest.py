@@ -1,1 +1,1 @@
-pytest_plugins = ["course.grading"]
+pytest_plugins = ["course.grading", "course.redis_server"]
