@@ -12,29 +12,33 @@
 
 from __future__ import annotations
 
-import importlib
-import os
 from types import ModuleType
 
 from course.server import PortInUseError, RunningServer, captured_log, serve_in_thread, serve_on_loop, stop_all
 
 
 def target() -> str:
-    """Which modules the notebooks use: ``lessons`` (yours, default) or ``solutions`` ($COURSE_TARGET)."""
-    return os.environ.get("COURSE_TARGET", "lessons")
+    """Which lesson files run: ``lessons`` (yours, default), ``solutions`` or a directory (course.targets)."""
+    from course.targets import target as current_target
+
+    return current_target()
 
 
 def load_lesson(name: str) -> ModuleType:
-    """Import ``lessons.<name>`` (or ``solutions.<name>``), reloaded so your latest edits count."""
-    module = importlib.import_module(f"{target()}.{name}")
-    return importlib.reload(module)
+    """Import ``lessons.<name>`` (or the current target's), reloaded so your latest edits count."""
+    from course.targets import load_lesson as load
+
+    return load(name, reload=True)
 
 
-def grade(lesson_name: str | None = None) -> None:
-    """Grade your lesson in a fresh process and print the score table (see course.grading.grade)."""
+def grade(lesson_name: str | None = None, nudge: bool = False) -> None:
+    """Grade your lesson in a fresh process and print the score table (see course.grading.grade).
+
+    ``nudge=True`` also shows a more concrete nudge under the hint of each failed check that has one.
+    """
     from course.grading import grade as run_grade
 
-    run_grade(lesson_name, target())  # the table says it all; no exit code echoed into the cell
+    run_grade(lesson_name, target(), nudge=nudge)  # the table says it all; no exit code echoed into the cell
 
 
 __all__ = [

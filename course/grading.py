@@ -1,34 +1,49 @@
 """Graded checks: a pytest plugin that scores lessons and teaches on failure.
 
-A graded check is a test in ``tests/graded/test_<lesson>.py`` decorated with
-:func:`check`. It receives the learner's module through the ``lesson``
-fixture, imported from ``lessons/`` or ``solutions/`` (``--target``).
+A graded check is a test in ``tests/graded/test_<lesson>.py`` decorated with :func:`check`::
 
-A failed check prints what went wrong in one line and its hint, not a
-traceback (run pytest with ``-v`` to see the traceback as well). The run ends
-with a score table; ``--grade-json PATH`` writes the same as JSON.
+    @check(task=2, points=3, hint="the idea and the symptom, never the answer's code",
+           nudge="a more concrete pointer, still no code: shown only with --nudge")
+    def test_upload_is_streamed(lesson, live_server): ...
+
+It receives the learner's module through the ``lesson`` fixture, imported from the target
+that :mod:`course.targets` decides: ``--target lessons|solutions|DIR``, else
+``$COURSE_TARGET``, else ``lessons``.
+
+A failed check prints what went wrong in one line and its hint, not a traceback (run pytest
+with ``-v`` to see the traceback as well); ``--nudge`` adds the check's nudge. The run ends
+with a score table, per lesson and per TODO (``task``); ``--grade-json PATH`` writes the same
+as JSON, each check with its ``task_id``. Results travel from pytest-xdist workers to the
+controller in ``report.user_properties``, so the table and the JSON are whole under ``-n``.
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import json
-import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+from course import targets
+
 ROOT = Path(__file__).resolve().parent.parent
 GRADED_DIR = ROOT / "tests" / "graded"
-TARGETS = ("lessons", "solutions")
+PROPERTY = "course_check"  # the user_properties entry that carries a check's result
 
 
-def check(points: int, hint: str):
-    """Mark a test as a graded check worth ``points``, with a ``hint`` for a learner who fails it."""
-    return pytest.mark.check(points=points, hint=hint)
+def check(points: int, hint: str, *, task: int | None = None, nudge: str | None = None):
+    """Mark a test as a graded check of TODO ``task`` worth ``points``.
+
+    ``hint`` is shown when the check fails: the idea and the symptom, never the answer's code.
+    ``nudge`` (optional) is more concrete, still without code, and shown only on request
+    (``pytest --nudge``, ``course.grade(name, nudge=True)``).
+    """
+    return pytest.mark.check(points=points, hint=hint, task=task, nudge=nudge)
 
 
 @dataclass
@@ -38,38 +53,94 @@ class CheckResult:
     points: int
     max_points: int
     hint: str
+    task_id: int | None = None
+    nudge: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A graded check as declared, read without running it (see :func:`graded_checks`)."""
+    lesson: str
+    name: str
+    task: int | None
+    points: int
+    hint: str
+    nudge: str | None
 
 
 def lesson_of(path: Path) -> str:
     """``tests/graded/test_l01_request_cycle.py`` grades the lesson ``l01_request_cycle``."""
-    return path.stem.removeprefix("test_")
+    return Path(path).stem.removeprefix("test_")
+
+
+def graded_files() -> list[Path]:
+    return sorted(GRADED_DIR.glob("test_l[0-9][0-9]_*.py"))
+
+
+def _import_graded(path: Path) -> ModuleType:
+    name = f"course_graded_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def graded_checks(lesson: str) -> dict[str, CheckSpec]:
+    """The checks of ``tests/graded/test_<lesson>.py`` by test function name, read from their marks."""
+    module = _import_graded(GRADED_DIR / f"test_{lesson}.py")
+    found: dict[str, CheckSpec] = {}
+
+    def visit(name: str, obj, inherited=()) -> None:
+        marks = [*inherited, *getattr(obj, "pytestmark", [])]
+        for mark in marks:
+            if mark.name == "check":
+                kw = mark.kwargs
+                found[name] = CheckSpec(lesson, name, kw.get("task"), kw["points"], kw["hint"], kw.get("nudge"))
+
+    for name, obj in vars(module).items():
+        if name.startswith("test") and callable(obj) and not isinstance(obj, type):
+            visit(name, obj)
+        elif name.startswith("Test") and isinstance(obj, type):
+            for method_name, method in vars(obj).items():
+                if method_name.startswith("test") and callable(method):
+                    visit(f"{name}::{method_name}", method, getattr(obj, "pytestmark", []))
+    return found
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("course", "course grading")
-    group.addoption("--target", choices=TARGETS, default=os.environ.get("COURSE_TARGET", "lessons"),
-                    help="which modules the graded checks import (default: lessons, or $COURSE_TARGET)")
+    group.addoption("--target", default=None, metavar="lessons|solutions|DIR",
+                    help="which lesson files the checks (and notebooks) use: lessons (default, or "
+                         "$COURSE_TARGET), solutions, or a directory holding a copy of the lessons package")
     group.addoption("--grade-json", metavar="PATH", default=None,
                     help="also write the score report as JSON to PATH")
+    group.addoption("--nudge", action="store_true", default=False,
+                    help="show each failed check's nudge (a more concrete hint) under its hint")
+
+
+_scorer_key = pytest.StashKey["Scorer"]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "check(points, hint): a graded check worth `points`")
-    config.stash[_results_key] = {}
-
-
-_results_key = pytest.StashKey[dict]()
+    config.addinivalue_line("markers", "check(points, hint, task, nudge): a graded check of TODO `task` "
+                                       "worth `points`")
+    try:
+        value = targets.activate(config.getoption("--target"))
+    except targets.TargetError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.option.target = value  # workers and reports see the same, normalized value
+    config.stash[_scorer_key] = scorer = Scorer()
+    config.pluginmanager.register(scorer, "course-scorer")
 
 
 @pytest.fixture(scope="module")
 def lesson(request: pytest.FixtureRequest):
-    """The module under grading: ``lessons.<name>`` or ``solutions.<name>``."""
-    target = request.config.getoption("--target")
+    """The module under grading: ``<target>.<lesson>``, the target decided by course.targets."""
     name = lesson_of(Path(request.module.__file__))
     try:
-        return importlib.import_module(f"{target}.{name}")
+        return targets.load_lesson(name)
     except Exception as exc:  # a learner's syntax error must read as a hint, not a crash
-        pytest.fail(f"{target}/{name}.py does not import: {type(exc).__name__}: {exc}", pytrace=False)
+        pytest.fail(f"{targets.target()}/{name}.py does not import: {type(exc).__name__}: {exc}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -78,30 +149,62 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     marker = item.get_closest_marker("check")
     if marker is None:
         return report
-    results = item.config.stash[_results_key]
-    key = (lesson_of(item.path), item.name)
-    points, hint = marker.kwargs["points"], marker.kwargs["hint"]
-    # Only a call that ran and passed earns points: a skipped or erroring check earns none.
-    if report.when == "setup":
-        passed = False
-    elif report.when == "call":
-        passed = report.passed
-    else:
-        passed = results[key].passed and report.passed
-    results[key] = CheckResult(item.name, passed, points if passed else 0, points, hint)
+    kw = marker.kwargs
+    report.user_properties.append((PROPERTY, {
+        "lesson": lesson_of(item.path), "name": item.name, "line": item.location[1] or 0,
+        "points": kw["points"], "hint": kw["hint"], "task": kw.get("task"), "nudge": kw.get("nudge"),
+    }))
     if report.failed and item.config.get_verbosity() < 1:
         what = call.excinfo.exconly().strip() if call.excinfo else str(report.longrepr).strip().splitlines()[-1]
         what = "\n    ".join(what.splitlines()[:6])
-        report.longrepr = f"What happened: {what}\nHint: {hint}\n(run with -v to see the traceback)"
+        lines = [f"What happened: {what}", f"Hint: {kw['hint']}"]
+        if kw.get("nudge") and item.config.getoption("--nudge"):
+            lines.append(f"Nudge: {kw['nudge']}")
+        elif kw.get("nudge"):
+            lines.append("(a more concrete nudge: run with --nudge, or course.grade(..., nudge=True))")
+        lines.append("(run with -v to see the traceback)")
+        report.longrepr = "\n".join(lines)
         report.sections = []  # captured server logs too: -v shows them
     return report
 
 
-def score_report(results: dict) -> dict:
-    """The JSON report: top-level score and max_score, then per lesson and per check."""
+class Scorer:
+    """Folds each check's setup/call/teardown reports into one result, in this process or, under
+    pytest-xdist, on the controller (reports arrive there with their ``user_properties``)."""
+
+    def __init__(self) -> None:
+        self.results: dict[tuple[str, str], CheckResult] = {}
+        self.order: dict[tuple[str, str], tuple] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        spec = next((value for name, value in report.user_properties if name == PROPERTY), None)
+        if spec is None:
+            return
+        key = (spec["lesson"], report.nodeid)
+        # Only a call that ran and passed earns points: a skipped or erroring check earns none.
+        if report.when == "setup":
+            passed = False
+        elif report.when == "call":
+            passed = report.passed
+        else:
+            passed = key in self.results and self.results[key].passed and report.passed
+        points = spec["points"]
+        self.results[key] = CheckResult(spec["name"], passed, points if passed else 0, points, spec["hint"],
+                                        spec["task"], spec["nudge"])
+        self.order[key] = (spec["task"] if spec["task"] is not None else 1_000_000, spec["line"], spec["name"])
+
+    def report(self) -> dict:
+        return score_report(self.results, self.order)
+
+
+def score_report(results: dict, order: dict | None = None) -> dict:
+    """The JSON report: top-level score and max_score, then per lesson and per check (with task_id)."""
+    order = order or {}
     lessons: dict[str, dict] = {}
-    for (lesson_name, _), result in sorted(results.items(), key=lambda kv: kv[0][0]):
-        entry = lessons.setdefault(lesson_name, {"score": 0, "max_score": 0, "checks": []})
+    keys = sorted(results, key=lambda k: (k[0], order.get(k, (0, 0, "")), k[1]))
+    for key in keys:
+        result = results[key]
+        entry = lessons.setdefault(key[0], {"score": 0, "max_score": 0, "checks": []})
         entry["score"] += result.points
         entry["max_score"] += result.max_points
         entry["checks"].append(asdict(result))
@@ -112,41 +215,61 @@ def score_report(results: dict) -> dict:
     }
 
 
+def per_task(entry: dict) -> dict:
+    """{task_id: [score, max_score]} of one lesson of a report, in task order."""
+    tasks: dict = {}
+    for c in entry["checks"]:
+        score = tasks.setdefault(c["task_id"], [0, 0])
+        score[0] += c["points"]
+        score[1] += c["max_points"]
+    return dict(sorted(tasks.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
+
+
 def format_table(report: dict) -> str:
+    """Per lesson: one row per check (TODO number, PASS/FAIL, name, points), then the lesson's total."""
     rows = []
     width = max([len(c["name"]) for e in report["lessons"].values() for c in e["checks"]] + [20])
     for lesson_name, entry in report["lessons"].items():
         rows.append(f"{lesson_name}")
+        rows.append(f"  {'TODO':>4}        {'check':<{width}}  points")
         for c in entry["checks"]:
             mark = "PASS" if c["passed"] else "FAIL"
-            rows.append(f"  {mark}  {c['name']:<{width}}  {c['points']:>2}/{c['max_points']}")
-        rows.append(f"        {'lesson total':<{width}}  {entry['score']:>2}/{entry['max_score']}")
+            task = "-" if c["task_id"] is None else c["task_id"]
+            rows.append(f"  {task:>4}  {mark}  {c['name']:<{width}}  {c['points']:>2}/{c['max_points']}")
+        tasks = ", ".join(f"TODO {t if t is not None else '-'} {s}/{m}" for t, (s, m) in per_task(entry).items())
+        rows.append(f"  = {lesson_name}: {entry['score']}/{entry['max_score']} points ({tasks})")
     rows.append(f"TOTAL {report['score']}/{report['max_score']} points")
     return "\n".join(rows)
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    results = config.stash[_results_key]
-    if not results:
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller prints the table
         return
-    report = score_report(results)
-    terminalreporter.section(f"score ({config.getoption('--target')})")
+    scorer = config.stash[_scorer_key]
+    if not scorer.results:
+        return
+    report = scorer.report()
+    target = config.getoption("--target")
+    terminalreporter.section(f"score ({target})")
     terminalreporter.write_line(format_table(report))
     if path := config.getoption("--grade-json"):
-        report["target"] = config.getoption("--target")
+        report["target"] = target
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         terminalreporter.write_line(f"report written to {path}")
 
 
-def grade(lesson_name: str | None = None, target: str | None = None) -> int:
+def grade(lesson_name: str | None = None, target: str | None = None, nudge: bool = False) -> int:
     """Run the graded checks in a fresh process (so your latest edits count) and print the table.
 
-    Call it from a notebook cell: ``grade("l01_request_cycle")``. Returns pytest's exit code.
+    Call it from a notebook cell: ``grade("l01_request_cycle")``; ``nudge=True`` shows each failed
+    check's nudge under its hint. The target is :func:`course.targets.target` unless given.
+    Returns pytest's exit code.
     """
-    target = target or os.environ.get("COURSE_TARGET", "lessons")
+    target = targets.normalize(target) if target else targets.target()
     path = GRADED_DIR / f"test_{lesson_name}.py" if lesson_name else GRADED_DIR
-    cmd = [sys.executable, "-m", "pytest", str(path), f"--target={target}", "-q", "--no-header", "-p", "no:cacheprovider"]
+    cmd = [sys.executable, "-m", "pytest", str(path), f"--target={target}", "-q", "--no-header",
+           "-p", "no:cacheprovider", *(["--nudge"] if nudge else [])]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     print(proc.stdout + proc.stderr)
     return proc.returncode
