@@ -64,6 +64,28 @@ def make_stub(source: str, name: str = "<solution>") -> str:
     return "".join(out)
 
 
+def solution_lines(source: str, name: str = "<solution>") -> list[tuple[int, str]]:
+    """The ``(line number, line)`` pairs of every ``### SOLUTION`` part (not the ``### STUB`` part):
+    the answer's code, which hints must not give away and mutants must change."""
+    found, state = [], "code"
+    for number, line in enumerate(source.splitlines(keepends=True), start=1):
+        match = MARKER.match(line)
+        kind = match["kind"] if match else None
+        if kind == "SOLUTION" and state == "code":
+            state = "solution"
+        elif kind == "STUB" and state == "solution":
+            state = "stub"
+        elif kind == "END" and state in ("solution", "stub"):
+            state = "code"
+        elif kind is not None:
+            raise StubError(f"{name}:{number}: unexpected ### {kind}")
+        elif state == "solution":
+            found.append((number, line))
+    if state != "code":
+        raise StubError(f"{name}: a ### SOLUTION region is never closed with ### END")
+    return found
+
+
 def solution_files() -> list[Path]:
     return sorted(SOLUTIONS.glob("l[0-9][0-9]_*.py"))
 

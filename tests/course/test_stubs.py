@@ -2,7 +2,7 @@
 
 import pytest
 
-from course.stubs import LESSONS, StubError, drift, make_stub, solution_files
+from course.stubs import LESSONS, StubError, drift, make_stub, solution_files, solution_lines
 
 
 def test_every_solution_has_a_lesson_that_matches_its_stub():
@@ -32,3 +32,8 @@ def test_a_region_without_stub_raises_not_implemented():
 def test_malformed_regions_are_errors(broken):
     with pytest.raises(StubError):
         make_stub(broken)
+
+
+def test_solution_lines_are_the_answer_not_the_stub():
+    source = "a = 1\n### SOLUTION\nb = 2\nc = 3\n### STUB\n# d = 4\n### END\ne = 5\n### SOLUTION\nf = 6\n### END\n"
+    assert solution_lines(source) == [(3, "b = 2\n"), (4, "c = 3\n"), (10, "f = 6\n")]
