@@ -2,11 +2,12 @@
 """Lesson 1: the request cycle and BackgroundTasks.
 
 An app that accepts work, answers at once, and does the work after the
-response has gone out. Three exercises, marked TODO 1 to 3. Grade them with
-``make check`` or the self-check cell in notebooks/01_request_cycle.ipynb.
+response has gone out. Three exercises, marked TODO 1 to 3 in the order they
+appear below. Grade them with ``make check`` or the self-check cell in
+notebooks/01_request_cycle.ipynb.
 
-What is given: a thread-safe ``JobStore`` (job id -> status), the work
-functions, and the read-only endpoints ``GET /jobs/{job_id}`` and ``GET /ping``.
+What is given (at the end of the file): a thread-safe ``JobStore`` (job id ->
+status) and the work functions; and the endpoints other than ``POST /reports``.
 """
 
 from __future__ import annotations
@@ -25,84 +26,7 @@ log = logging.getLogger(__name__)
 FINISHED = ("done", "failed")
 
 
-class JobStore:
-    """Job statuses shared by endpoints and background tasks: pending -> running -> done | failed."""
-
-    def __init__(self) -> None:
-        self._jobs: dict[str, dict[str, Any]] = {}
-        self._changed = threading.Condition()  # tasks run in other threads
-
-    def create(self, kind: str) -> str:
-        job_id = uuid.uuid4().hex[:12]
-        with self._changed:
-            self._jobs[job_id] = {"id": job_id, "kind": kind, "status": "pending"}
-            self._changed.notify_all()
-        return job_id
-
-    def update(self, job_id: str, **fields: Any) -> None:
-        with self._changed:
-            self._jobs[job_id].update(fields)
-            self._changed.notify_all()
-
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        with self._changed:
-            job = self._jobs.get(job_id)
-            return dict(job) if job else None
-
-    def wait_until(self, job_id: str, condition: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
-        """Block until ``condition(job)`` holds or ``timeout`` seconds pass; return the job as it is then."""
-        with self._changed:
-            self._changed.wait_for(lambda: condition(self._jobs.get(job_id, {})), timeout)
-            job = self._jobs.get(job_id)
-            return dict(job) if job else None
-
-    def wait_finished(self, job_id: str, timeout: float) -> dict[str, Any] | None:
-        """Block until the job is done or failed, or ``timeout`` seconds pass; return its status."""
-        return self.wait_until(job_id, lambda job: job.get("status") in FINISHED, timeout)
-
-
-def build_report(jobs: JobStore, job_id: str, seconds: float) -> None:
-    """Slow, blocking work (``time.sleep`` stands in for queries and PDF rendering)."""
-    jobs.update(job_id, status="running")
-    time.sleep(seconds)
-    jobs.update(job_id, status="done", result=f"report built in {seconds} s")
-
-
-def import_rows(rows: list[str]) -> int:
-    """Parse every row as an integer; a bad row raises ``ValueError``. Returns the total."""
-    return sum(int(row) for row in rows)
-
-
-def run_recorded(jobs: JobStore, job_id: str, work: Callable[..., Any], *args: Any) -> None:
-    """Run ``work(*args)`` as background job ``job_id`` and record how it ended.
-
-    An exception raised in a background task never reaches the client: the
-    response went out before the task started. Unless the task records its own
-    failure, the error ends up only in the server log and the job looks
-    "pending" forever.
-
-    TODO 2: mark the job "running"; run the work; on success mark it "done"
-    with ``result=<return value>``; on any exception mark it "failed" with
-    ``error="<ExceptionName>: <message>"`` and log it with ``log.exception``.
-    Do not re-raise: the failure is recorded, and later tasks still run.
-    """
-    work(*args)
-
-
-# TODO 3: make_thumbnail calls blocking code (time.sleep stands in for image
-# resizing). Declared `async def`, a background task runs *on the event loop*,
-# and the blocking call freezes every other request until it returns.
-# Declare it so Starlette runs it in its threadpool instead.
-async def make_thumbnail(jobs: JobStore, job_id: str, seconds: float) -> None:
-    """Resize an image: blocking work that takes ``seconds``."""
-    jobs.update(job_id, status="running")
-    time.sleep(seconds)
-    jobs.update(job_id, status="done")
-
-
-class ImportRequest(BaseModel):
-    rows: list[str]
-
+# --- the app -------------------------------------------------------------------
 
 def create_app() -> FastAPI:
     """The lesson's app. Its ``JobStore`` is ``app.state.jobs``."""
@@ -111,9 +35,9 @@ def create_app() -> FastAPI:
 
     @app.post("/reports", status_code=202)
     async def request_report(background_tasks: BackgroundTasks, seconds: float = Query(1.0, ge=0, le=10)):
-        """TODO 1: create a "report" job, schedule ``build_report`` for it as a
-        background task, and answer at once with ``{"job_id": ..., "status": "pending"}``.
-        The 202 status code is already set in the decorator.
+        """TODO 1: create a "report" job, have ``build_report`` run for it AFTER the
+        response (as a background task), and answer at once with
+        ``{"job_id": ..., "status": "pending"}``. The 202 is already set in the decorator.
         """
         raise HTTPException(501, "TODO 1: schedule build_report and answer 202 with the job id")
 
@@ -143,3 +67,79 @@ def create_app() -> FastAPI:
         return {"pong": True}
 
     return app
+
+
+# --- the background tasks ----------------------------------------------------------
+
+def run_recorded(jobs: JobStore, job_id: str, work: Callable[..., Any], *args: Any) -> None:
+    """Run ``work(*args)`` as background job ``job_id`` and record how it ended.
+
+    An exception raised in a background task never reaches the client: the
+    response went out before the task started. Unless the task records its own
+    failure, the error ends up only in the server log and the job looks
+    "pending" forever.
+
+    TODO 2: mark the job "running"; run the work; on success mark it "done"
+    with ``result=<return value>``; on any exception mark it "failed" with
+    ``error="<ExceptionName>: <message>"`` and log it with ``log.exception``.
+    Do not re-raise: the failure is recorded, and later tasks still run.
+    """
+    work(*args)
+
+
+# TODO 3: make_thumbnail calls blocking code (resize_image). Declared `async def`,
+# a background task runs *on the event loop*, and the blocking call freezes every
+# other request until it returns. Make it run in Starlette's threadpool instead,
+# and still mark the job "done" only once the image is resized.
+async def make_thumbnail(jobs: JobStore, job_id: str, seconds: float) -> None:
+    """Resize an image: blocking work that takes ``seconds``."""
+    jobs.update(job_id, status="running")
+    resize_image(seconds)
+    jobs.update(job_id, status="done")
+
+
+# --- given: the job store and the work (you need not change anything below) ---
+
+class JobStore:
+    """Job statuses shared by endpoints and background tasks: pending -> running -> done | failed."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()  # tasks run in other threads
+
+    def create(self, kind: str) -> str:
+        job_id = uuid.uuid4().hex[:12]
+        with self._lock:
+            self._jobs[job_id] = {"id": job_id, "kind": kind, "status": "pending"}
+        return job_id
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        with self._lock:
+            self._jobs[job_id].update(fields)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """A copy of the job, or None for an unknown id."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return dict(job) if job else None
+
+
+def build_report(jobs: JobStore, job_id: str, seconds: float) -> None:
+    """Slow, blocking work (``time.sleep`` stands in for queries and PDF rendering)."""
+    jobs.update(job_id, status="running")
+    time.sleep(seconds)
+    jobs.update(job_id, status="done", result=f"report built in {seconds} s")
+
+
+def import_rows(rows: list[str]) -> int:
+    """Parse every row as an integer; a bad row raises ``ValueError``. Returns the total."""
+    return sum(int(row) for row in rows)
+
+
+def resize_image(seconds: float) -> None:
+    """Blocking work that takes ``seconds`` (``time.sleep`` stands in for image resizing)."""
+    time.sleep(seconds)
+
+
+class ImportRequest(BaseModel):
+    rows: list[str]
