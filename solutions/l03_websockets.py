@@ -1,14 +1,19 @@
-"""Lesson 3: HTTP versus WebSocket.
+"""Lesson 3: HTTP versus WebSocket versus server-sent events.
 
-An app with a stream of events that clients can either poll over HTTP or have
-pushed to them over a WebSocket, and an echo WebSocket that counts its clients.
-Four exercises: push events (TODO 1), count clients however they leave (TODO 2),
-limit the message size (TODO 3), refuse foreign origins (TODO 4). Grade them
-with ``make check`` or the self-check cell in notebooks/03_http_vs_websocket.ipynb.
+An app with a stream of events that clients can poll over HTTP (``GET /events``),
+have pushed to them over a WebSocket (``/events/push``) or stream as server-sent
+events (``GET /events/stream``), and an echo WebSocket that counts its clients.
+Five exercises, in file order:
 
-What is given: ``ConnectedClients`` and ``EventLog`` (both safe to read and
-wait on from another thread, such as a test or a notebook), ``POST /events``
-to publish an event, and ``GET /events?after=N`` to poll for new ones.
+* TODO 1 ``push_events``: push each event at once, and keep reading while you do;
+* TODO 2 ``echo``: count the echo clients, however they leave;
+* TODO 3 ``echo_messages``: limit the message size;
+* TODO 4 ``origin_allowed`` and ``refuse_foreign_origin``: the course's Origin rule;
+* TODO 5 ``stream_events``: the same events as server-sent events, resumable, with keep-alive.
+
+What is given: ``EventLog`` (just below), and ``create_app`` at the end of the
+file, which wires the routes to your functions. Grade your work with
+``make check`` or the self-check cell in notebooks/03_http_vs_websocket.ipynb.
 """
 
 from __future__ import annotations
@@ -16,166 +21,116 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Collection, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Collection, Iterator
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, WebSocket, WebSocketDisconnect, status
+from fastapi import FastAPI, Header, Query, WebSocket, WebSocketDisconnect
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
+from starlette import status
 
 log = logging.getLogger(__name__)
-# Pages served by this app itself (uvicorn's default port), and clients that are not browsers (no Origin).
+# Pages served by this app itself (on uvicorn's default port), and clients that are not browsers
+# (no Origin header: they could send any Origin they like, so refusing them would protect no one).
 DEFAULT_ORIGINS = (None, "http://localhost:8000", "http://127.0.0.1:8000")
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
-
-
-class ConnectedClients:
-    """The echo WebSockets connected right now."""
-
-    def __init__(self) -> None:
-        self._sockets: set[WebSocket] = set()
-        self._changed = threading.Condition()  # the server's thread writes, tests and notebooks read
-
-    def add(self, websocket: WebSocket) -> None:
-        with self._changed:
-            self._sockets.add(websocket)
-            self._changed.notify_all()
-
-    def remove(self, websocket: WebSocket) -> None:
-        with self._changed:
-            self._sockets.discard(websocket)
-            self._changed.notify_all()
-
-    @property
-    def count(self) -> int:
-        with self._changed:
-            return len(self._sockets)
-
-    def wait_for_count(self, expected: int, timeout: float) -> int:
-        """Block until ``expected`` clients are connected or ``timeout`` seconds pass; return the count."""
-        with self._changed:
-            self._changed.wait_for(lambda: len(self._sockets) == expected, timeout)
-            return len(self._sockets)
+DEFAULT_KEEPALIVE_SECONDS = 15.0  # FastAPI's own ping interval for an idle event stream
 
 
 class EventLog:
-    """Events numbered from 1, for pollers (``since``) and push subscribers (``subscription``).
+    """Events numbered from 1: ``publish`` one, read those ``since`` an id, or take a ``subscription``.
 
-    ``publish`` and ``subscription`` run on the server's event loop (in endpoints):
-    the subscribers' ``asyncio.Queue`` objects belong to that loop.
+    Everything runs on the server's event loop (in endpoints): the subscribers'
+    ``asyncio.Queue`` objects belong to that loop.
     """
 
     def __init__(self) -> None:
         self._events: list[dict[str, Any]] = []
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
-        self._changed = threading.Condition()
 
     def publish(self, text: str) -> dict[str, Any]:
-        with self._changed:
-            event = {"id": len(self._events) + 1, "text": text, "at": time.time()}
-            self._events.append(event)
-            subscribers = list(self._subscribers)
-        for queue in subscribers:
+        event = {"id": len(self._events) + 1, "text": text, "at": time.time()}
+        self._events.append(event)
+        for queue in self._subscribers:
             queue.put_nowait(event)
         return event
 
     def since(self, after_id: int) -> list[dict[str, Any]]:
         """The events newer than ``after_id``, oldest first."""
-        with self._changed:
-            return self._events[after_id:]
+        return self._events[after_id:]
 
     @contextlib.contextmanager
     def subscription(self) -> Iterator[asyncio.Queue[dict[str, Any]]]:
         """A queue that receives every event published while the ``with`` block runs."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        with self._changed:
-            self._subscribers.add(queue)
-            self._changed.notify_all()
+        self._subscribers.add(queue)
         try:
             yield queue
         finally:
-            with self._changed:
-                self._subscribers.discard(queue)
-                self._changed.notify_all()
+            self._subscribers.discard(queue)
 
     @property
     def subscriber_count(self) -> int:
-        with self._changed:
-            return len(self._subscribers)
-
-    def wait_for_subscribers(self, expected: int, timeout: float) -> int:
-        """Block until ``expected`` push clients are subscribed or ``timeout`` seconds pass; return the count."""
-        with self._changed:
-            self._changed.wait_for(lambda: len(self._subscribers) == expected, timeout)
-            return len(self._subscribers)
+        return len(self._subscribers)
 
 
-class Event(BaseModel):
-    text: str
+async def push_events(websocket: WebSocket, events: EventLog) -> None:
+    """``/events/push``, after the handshake was accepted: each new event to this client, as JSON.
 
+    TODO 1: subscribe (``events.subscription()``) and send each event from its
+    queue with ``send_json`` as soon as it arrives. A push client may also send
+    messages (they are ignored), and a loop that never reads breaks two ways:
+    the server stops reading the connection once a message waits unread, so
+    the client's answers to uvicorn's keep-alive pings go unread and it is cut
+    off with 1011 after ``ws_ping_interval + ws_ping_timeout``; and the news
+    that the server is shutting down also arrives as a received message
+    (``WebSocketDisconnect``), so a loop that never reads holds shutdown
+    forever. So send and receive at the same time, and stop both as soon as
+    either ends. A client leaving is the normal end: no error, log it at INFO.
+    """
+    ### SOLUTION
+    async def send_each(new_events: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            await websocket.send_json(await new_events.get())
 
-def create_app(allowed_origins: Collection[str | None] = DEFAULT_ORIGINS,
-               max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> FastAPI:
-    """The lesson's app. ``app.state.clients`` counts echo clients; ``app.state.events`` holds the events."""
-    app = FastAPI(title="Lesson 3: HTTP versus WebSocket")
-    clients = app.state.clients = ConnectedClients()
-    events = app.state.events = EventLog()
+    async def read_until_closed() -> None:
+        while True:  # what the client says is ignored; its leaving, or a shutdown, raises here
+            await websocket.receive_text()
 
-    @app.post("/events", status_code=201)
-    async def publish_event(event: Event):
-        return events.publish(event.text)
-
-    @app.get("/events")
-    async def poll_events(after: int = Query(0, ge=0, description="the last event id you have seen")):
-        return {"events": events.since(after)}
-
-    @app.websocket("/events/push")
-    async def push_events(websocket: WebSocket):
-        if await refuse_foreign_origin(websocket, allowed_origins):
-            return
-        await websocket.accept()
-        # TODO 1: push every new event to this client as JSON, as soon as it is
-        # published. Subscribe with `events.subscription()`, then wait for each
-        # event on the queue it gives you and send it. This loop never reads, so
-        # it learns that the client left only when a send fails with
-        # WebSocketDisconnect: end quietly then (the subscription must end too).
-        ### SOLUTION
-        with events.subscription() as new_events:
-            try:
-                while True:
-                    await websocket.send_json(await new_events.get())
-            except WebSocketDisconnect as exc:
-                log.info("push client left with close code %s", exc.code)
-        ### STUB
-        # await websocket.close(reason="TODO 1: push each new event to this client")
-        ### END
-
-    @app.websocket("/echo")
-    async def echo(websocket: WebSocket):
-        if await refuse_foreign_origin(websocket, allowed_origins):
-            return
-        await websocket.accept()
-        # TODO 2: keep `clients` right. Add this websocket after accepting it,
-        # and remove it however the connection ends: the client closes, vanishes,
-        # or sends a message that is too big. When the client leaves,
-        # receive_text() raises WebSocketDisconnect (its .code says how): that is
-        # the normal end of a WebSocket, not an error, so handle it and log it at
-        # INFO level with its code.
-        ### SOLUTION
-        clients.add(websocket)
+    with events.subscription() as new_events:
         try:
-            await echo_messages(websocket, max_message_bytes)
-        except WebSocketDisconnect as exc:
-            log.info("echo client left with close code %s", exc.code)
-        finally:
-            clients.remove(websocket)
-        ### STUB
-        # clients.add(websocket)
-        # await echo_messages(websocket, max_message_bytes)
-        ### END
+            async with asyncio.TaskGroup() as both:
+                both.create_task(send_each(new_events))
+                both.create_task(read_until_closed())
+        except* WebSocketDisconnect as left:
+            log.info("push client left with close code %s", left.exceptions[0].code)
+    ### STUB
+    # await websocket.close(reason="TODO 1: push each new event to this client")
+    ### END
 
-    return app
+
+async def echo(websocket: WebSocket, clients: set[WebSocket], max_message_bytes: int) -> None:
+    """``/echo``, after the handshake was accepted: keep ``clients`` right around the echo loop.
+
+    TODO 2: add this websocket to ``clients``, and remove it however the
+    connection ends: the client closes, vanishes, or sends a message that is
+    too big. When the client leaves, receive_text() raises WebSocketDisconnect
+    (its .code says how): that is the normal end of a WebSocket, not an
+    error, so handle it and log it at INFO level with its code.
+    """
+    ### SOLUTION
+    clients.add(websocket)
+    try:
+        await echo_messages(websocket, max_message_bytes)
+    except WebSocketDisconnect as exc:
+        log.info("echo client left with close code %s", exc.code)
+    finally:
+        clients.discard(websocket)
+    ### STUB
+    # clients.add(websocket)
+    # await echo_messages(websocket, max_message_bytes)
+    ### END
 
 
 async def echo_messages(websocket: WebSocket, max_message_bytes: int) -> None:
@@ -184,7 +139,8 @@ async def echo_messages(websocket: WebSocket, max_message_bytes: int) -> None:
         message = await websocket.receive_text()
         # TODO 3: a message longer than `max_message_bytes` (count UTF-8 bytes,
         # not characters) is refused: close the WebSocket with the "message too
-        # big" code (1009) and a short reason, and stop echoing (return).
+        # big" code (starlette.status has it) and a short reason, and stop
+        # echoing.
         ### SOLUTION
         if len(message.encode()) > max_message_bytes:
             await websocket.close(code=status.WS_1009_MESSAGE_TOO_BIG,
@@ -232,3 +188,79 @@ async def refuse_foreign_origin(websocket: WebSocket, allowed_origins: Collectio
     ### STUB
     # return False
     ### END
+
+
+async def stream_events(events: EventLog, last_event_id: int,
+                        keepalive_seconds: float) -> AsyncIterator[ServerSentEvent]:
+    """``GET /events/stream``: the events as server-sent events, for as long as the client stays.
+
+    TODO 5: yield each event as a ``ServerSentEvent`` whose ``data`` is the
+    event and whose ``id`` is its id, as text: a browser's ``EventSource``
+    remembers the last id it saw and, when the connection drops, reconnects
+    on its own with that id in the ``Last-Event-ID`` header, which arrives
+    here as ``last_event_id`` (0 for a first connection). First the events
+    the client missed (newer than ``last_event_id``), then each new one as it
+    is published: none lost in between, none twice. And when no event has
+    come for ``keepalive_seconds``, yield a comment (``ServerSentEvent`` with
+    only a ``comment``), so that proxies see traffic and keep the idle
+    connection open, and a client that left is noticed.
+    """
+    ### SOLUTION
+    with events.subscription() as new_events:  # before reading the past: what happens meanwhile is queued
+        for event in events.since(last_event_id):
+            yield ServerSentEvent(id=str(event["id"]), data=event)
+        while True:
+            try:
+                async with asyncio.timeout(keepalive_seconds):
+                    event = await new_events.get()
+            except TimeoutError:
+                yield ServerSentEvent(comment="keep-alive")
+                continue
+            yield ServerSentEvent(id=str(event["id"]), data=event)
+    ### STUB
+    # yield ServerSentEvent(comment="TODO 5: stream the events")
+    ### END
+
+
+class Event(BaseModel):
+    text: str
+
+
+def create_app(allowed_origins: Collection[str | None] = DEFAULT_ORIGINS,
+               max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+               keepalive_seconds: float = DEFAULT_KEEPALIVE_SECONDS) -> FastAPI:
+    """The lesson's app. ``app.state.clients`` is the set of echo clients; ``app.state.events`` the events."""
+    app = FastAPI(title="Lesson 3: HTTP versus WebSocket versus server-sent events")
+    clients: set[WebSocket] = set()
+    events = EventLog()
+    app.state.clients, app.state.events = clients, events
+
+    @app.post("/events", status_code=status.HTTP_201_CREATED)
+    async def publish_event(event: Event):
+        return events.publish(event.text)
+
+    @app.get("/events")
+    async def poll_events(after: int = Query(0, ge=0, description="the last event id you have seen")):
+        return {"events": events.since(after)}
+
+    @app.get("/events/stream", response_class=EventSourceResponse)
+    async def stream(last_event_id: Annotated[int, Header(ge=0)] = 0):
+        async with contextlib.aclosing(stream_events(events, last_event_id, keepalive_seconds)) as items:
+            async for item in items:  # (FastAPI streams what an endpoint yields; this one passes yours on)
+                yield item
+
+    @app.websocket("/events/push")
+    async def push(websocket: WebSocket):
+        if await refuse_foreign_origin(websocket, allowed_origins):
+            return
+        await websocket.accept()
+        await push_events(websocket, events)
+
+    @app.websocket("/echo")
+    async def echo_endpoint(websocket: WebSocket):
+        if await refuse_foreign_origin(websocket, allowed_origins):
+            return
+        await websocket.accept()
+        await echo(websocket, clients, max_message_bytes)
+
+    return app
