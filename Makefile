@@ -11,7 +11,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # The browser test drives Debian's chromium; on other systems it is skipped outside CI.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: lab test check report stubs clean
+.PHONY: lab test check report stubs clean release watch gradebook
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
@@ -19,8 +19,23 @@ lab: $(STAMP)
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -ra --target=solutions --grade-json=build/grade-solutions.json --durations=12
 
+# Grade lessons/, then show progress over the course and the next thing to do (NUDGE=1: a more concrete hint).
 check: $(STAMP)
-	$(BIN)/python -m pytest tests/graded
+	@$(BIN)/python -m course.progress $(if $(NUDGE),--nudge)
+
+# Re-grade a lesson each time it is saved (h + Enter: a nudge; q + Enter or Ctrl-C: stop).
+watch: $(STAMP)
+	@$(BIN)/python -m course.watch
+
+# Teachers: the student copy without answers (DIST=path, default dist/student), and a gradebook of
+# every student checkout under SUBMISSIONS (GRADEBOOK=path, default gradebook.csv; LESSON_TIMEOUT=s).
+DIST ?= dist/student
+release: $(STAMP)
+	$(BIN)/python -m course.release $(DIST)
+
+gradebook: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make gradebook SUBMISSIONS=dir [GRADEBOOK=gradebook.csv] [LESSON_TIMEOUT=s]"; exit 2; }
+	$(BIN)/python -m course.gradebook $(SUBMISSIONS) --csv $(or $(GRADEBOOK),gradebook.csv) $(if $(LESSON_TIMEOUT),--timeout $(LESSON_TIMEOUT))
 
 report: $(STAMP)
 	-$(BIN)/python -m pytest tests/graded -q --grade-json=grade.json
