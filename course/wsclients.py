@@ -4,17 +4,30 @@
   like a browser tab whose page froze or a phone that went into a tunnel.
 * :class:`Listener` is a ``websockets`` client that records what it receives, and when.
 * :func:`ws_url` turns a running server's ``http://`` URL into its ``ws://`` endpoint URL.
+* :func:`incompressible_text` makes message text that compression cannot shrink away.
 
-A ``websockets`` client is a poor stand-in for a stuck client: it reads in the background
-into its own queue, so the server keeps writing long after the application stopped
-calling ``recv()``. This one stops reading at the socket, with a small receive buffer,
-so the server's send buffer fills up as it would with a real frozen peer.
+Which client is stuck, exactly. A ``websockets`` (17.4) client reads the socket in the
+background into its own queue, whether or not the application calls ``recv()``, but only
+until ``max_queue`` messages (16 by default) wait there; then it stops reading the socket.
+So a ``websockets`` client that never calls ``recv()`` is a stuck client too, a little later:
+after 16 messages plus whatever the kernel buffers between it and the server hold (with
+64 kB messages on loopback, 150-170 messages). :class:`Listener` calls ``recv()`` all the
+time (``async for``), so it never stalls. :func:`stuck_client` stops reading at the socket
+right after the handshake, with a small receive buffer, so the server's send buffer fills
+up as it would with a real frozen peer.
+
+Compression. ``websockets`` clients (so :class:`Listener`) offer permessage-deflate by
+default and uvicorn accepts it: ``"x" * 64_000`` then crosses the wire as about 100 bytes.
+:func:`stuck_client` offers no extension, so it gets every byte. Where size is the point,
+send :func:`incompressible_text`, or open the Listener with ``compression=None``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import os
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -27,7 +40,16 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-__all__ = ["Listener", "StuckClient", "stuck_client", "ws_url"]
+__all__ = ["Listener", "StuckClient", "incompressible_text", "stuck_client", "ws_url"]
+
+
+def incompressible_text(size: int) -> str:
+    """``size`` characters of random base64 (ASCII, so also ``size`` bytes of UTF-8).
+
+    permessage-deflate shrinks it by only about a quarter (random bytes carry 6 bits per
+    base64 character), where ``"x" * size`` shrinks to almost nothing.
+    """
+    return base64.b64encode(os.urandom(size * 3 // 4 + 3)).decode("ascii")[:size]
 
 
 def ws_url(server, path: str = "/ws") -> str:
@@ -165,3 +187,142 @@ class Listener:
     def abort(self) -> None:
         """Vanish without a closing handshake, like a laptop lid shut mid-conversation."""
         self.connection.transport.abort()
+
+
+# --- Raw connections (notebook 03): the protocol typed out by hand, and bytes counted on the wire ---
+
+import base64 as _base64
+import hashlib as _hashlib
+import os as _os
+from dataclasses import dataclass as _dataclass
+
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's constant
+TEXT, CLOSE = 0x1, 0x8  # frame opcodes
+
+
+def expected_accept(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` a server must answer to ``Sec-WebSocket-Key: key``."""
+    return _base64.b64encode(_hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
+
+
+@_dataclass
+class RawConnection:
+    """A WebSocket spoken by hand over asyncio streams: the handshake and each frame's bytes, visible.
+
+    ``await RawConnection.open(server, "/echo", origin=...)`` sends the upgrade request (with an
+    ``Origin`` header unless ``origin`` is None) and reads the response head; ``response`` is
+    its text. Then ``send_frame`` and ``read_frame`` exchange single frames.
+    """
+
+    key: str
+    request: str
+    response: str
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    timeout: float = 3.0
+
+    @classmethod
+    async def open(cls, server, path: str, origin: str | None = None, timeout: float = 3.0) -> RawConnection:
+        port = getattr(server, "port", None) or parse_uri(ws_url(server, "")).port
+        key = _base64.b64encode(_os.urandom(16)).decode()
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
+                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+        lines += [f"Origin: {origin}"] if origin else []
+        request = "\r\n".join(lines) + "\r\n\r\n"
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+        writer.write(request.encode())
+        response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        return cls(key, request, response.decode(), reader, writer, timeout)
+
+    @property
+    def status_line(self) -> str:
+        return self.response.splitlines()[0]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {name.lower(): value for name, _, value in
+                (line.partition(": ") for line in self.response.splitlines()[1:] if line)}
+
+    def send_frame(self, opcode: int, payload: bytes = b"", announce: int | None = None) -> bytes:
+        """Send one masked frame; ``announce`` puts another length in its header. Returns its bytes."""
+        length = len(payload) if announce is None else announce
+        if length < 126:
+            size = bytes([0x80 | length])
+        elif length < 2**16:
+            size = bytes([0x80 | 126]) + length.to_bytes(2, "big")
+        else:
+            size = bytes([0x80 | 127]) + length.to_bytes(8, "big")
+        mask = _os.urandom(4)  # FIN + opcode; MASK bit + length; 4-byte mask; masked payload
+        frame = bytes([0x80 | opcode]) + size + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.writer.write(frame)
+        return frame
+
+    async def read_frame(self) -> tuple[int, bytes, bytes]:
+        """The next frame from the server (not masked): (opcode, payload, its raw bytes)."""
+        head = await asyncio.wait_for(self.reader.readexactly(2), self.timeout)
+        length = head[1] & 0x7F
+        extra = {126: 2, 127: 8}.get(length, 0)
+        size = await asyncio.wait_for(self.reader.readexactly(extra), self.timeout)
+        length = int.from_bytes(size, "big") if extra else length
+        payload = await asyncio.wait_for(self.reader.readexactly(length), self.timeout)
+        return head[0] & 0x0F, payload, head + size + payload
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await asyncio.wait_for(self.writer.wait_closed(), self.timeout)
+
+
+class ByteCountingProxy:
+    """A TCP proxy on 127.0.0.1 in front of a server that counts the bytes each way.
+
+    ``proxy = await ByteCountingProxy.start(server)``; point a client at ``proxy.url``; read
+    ``proxy.down`` (server to client) and ``proxy.up`` (client to server); ``await proxy.aclose()``.
+    Everything the client and server exchange counts: handshakes, HTTP headers, frames.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.up = self.down = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def start(cls, server) -> ByteCountingProxy:
+        proxy = cls(server.port)
+        proxy._server = await asyncio.start_server(proxy._serve, "127.0.0.1", 0)
+        return proxy
+
+    @property
+    def port(self) -> int:
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await reader.read(1 << 16):
+                    setattr(self, direction, getattr(self, direction) + len(data))
+                    writer.write(data)
+                    await writer.drain()
+            writer.close()
+
+        tasks = [asyncio.create_task(pipe(client_reader, server_writer, "up")),
+                 asyncio.create_task(pipe(server_reader, client_writer, "down"))]
+        self._pipes.update(tasks)
+        await asyncio.wait(tasks)
+        self._pipes.difference_update(tasks)
+
+    async def aclose(self) -> None:
+        self._server.close()
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+
+__all__ += ["ByteCountingProxy", "CLOSE", "RawConnection", "TEXT", "WEBSOCKET_GUID", "expected_accept"]

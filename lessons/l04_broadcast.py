@@ -1,18 +1,18 @@
 # This is your file: complete the TODOs. (Generated from solutions/l04_broadcast.py by `make stubs`.)
 """Lesson 4: a broadcast that survives dead, slow and leaving clients.
 
-Every text a client sends over ``/ws`` goes to every connected client, the
-sender included, as ``"<name>: <text>"``. Four exercises, marked TODO 1 to 4.
+Every text a client sends over ``/ws`` goes to every connected client, the sender
+included, as ``"<name>: <text>"``. Four exercises, TODO 1 to 4, all in ``ConnectionManager``.
 Grade them with ``make check`` or the self-check cell in notebooks/04_broadcast.ipynb.
 
-What is given: ``UsualConnectionManager`` and ``create_usual_app`` (the version
-found in most tutorials, kept to compare against), the skeleton of the robust
-``ConnectionManager``, and the endpoint of ``create_app``.
+The idea: ``broadcast`` never awaits a client. Each client has a bounded outbox
+(``asyncio.Queue``) and one writer task, the only place that sends to it. A client whose
+outbox is full, or whose send does not finish within ``send_timeout``, is dropped: forgotten
+at once and closed with 1013 "Try Again Later" in the background, and nobody waits for it.
 
-The robust manager never awaits a client inside ``broadcast``: each client has
-a bounded outbox (``asyncio.Queue``) and one writer task that sends from it. A
-client whose outbox is full, or whose send does not finish within
-``send_timeout``, is dropped with close code 1013, and nobody else waits for it.
+Given: the manager's skeleton (``connect``, ``_close``), the endpoint of ``create_app``, and the
+Origin check, which lesson 3 teaches (``refuse_foreign_origin``). The tutorial version this
+lesson replaces is ``course.specimens.usual_broadcast`` (notebook 04 shows how it breaks).
 """
 
 from __future__ import annotations
@@ -20,57 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect, status
 from starlette.websockets import WebSocketDisconnected
 
+from .l03_websockets import refuse_foreign_origin
+
 log = logging.getLogger(__name__)
-
-# 1013 "Try Again Later": the IANA registry describes it as a server "casting off some of its
-# clients" under a temporary condition. 1008 (policy violation) is about a message received.
-TOO_SLOW = 1013
-# 1008 before accept(): the server answers the handshake with HTTP 403 instead of 101.
-POLICY_VIOLATION = 1008
-
-
-class UsualConnectionManager:
-    """The tutorial version: a list, and a broadcast that awaits each client in turn."""
-
-    def __init__(self) -> None:
-        self.active_connections: list[WebSocket] = []
-
-    async def connect(self, websocket: WebSocket) -> None:
-        await websocket.accept()
-        self.active_connections.append(websocket)
-
-    def disconnect(self, websocket: WebSocket) -> None:
-        self.active_connections.remove(websocket)
-
-    async def broadcast(self, message: str) -> None:
-        for connection in self.active_connections:
-            await connection.send_text(message)
-
-    def __len__(self) -> int:
-        return len(self.active_connections)
-
-
-def create_usual_app() -> FastAPI:
-    """The tutorial's app around ``UsualConnectionManager``; the manager is ``app.state.manager``."""
-    app = FastAPI(title="Lesson 4: the usual broadcast")
-    manager = app.state.manager = UsualConnectionManager()
-
-    @app.websocket("/ws")
-    async def websocket_endpoint(websocket: WebSocket, name: str = "guest"):
-        await manager.connect(websocket)
-        try:
-            while True:
-                data = await websocket.receive_text()
-                await manager.broadcast(f"{name}: {data}")
-        except WebSocketDisconnect:
-            manager.disconnect(websocket)
-
-    return app
 
 
 class ConnectionManager:
@@ -85,7 +42,7 @@ class ConnectionManager:
         self.close_timeout = close_timeout  # a dropped client has this long to take its close frame
         self._outboxes: dict[WebSocket, asyncio.Queue[str]] = {}
         self._writers: dict[WebSocket, asyncio.Task[None]] = {}
-        self._closing: set[asyncio.Task[None]] = set()  # drop() closes in the background: keep the tasks alive
+        self._closing: set[asyncio.Task[None]] = set()  # close tasks started by drop(): keep them alive
 
     def __len__(self) -> int:
         return len(self._outboxes)
@@ -102,72 +59,75 @@ class ConnectionManager:
     def broadcast(self, message: str) -> None:
         """Queue ``message`` for every client without waiting for any of them.
 
-        TODO 1: loop over a *snapshot* of the outboxes (``list(self._outboxes.items())``),
-        because dropping a client changes the dict while you loop. Put the message
-        in each outbox with ``put_nowait``; an outbox that is full
-        (``asyncio.QueueFull``) belongs to a client that is not keeping up: drop it
-        with ``self.drop(websocket)`` and go on with the others.
+        TODO 1: put the message into every client's outbox without awaiting
+        (``Queue.put_nowait``). An outbox that is full (``asyncio.QueueFull``) belongs to a
+        client that does not keep up: ``self.drop()`` it and go on with the others. Dropping
+        removes the client from ``self._outboxes`` while you loop over it, so loop over a
+        copy of its items taken before the loop.
         """
         pass
 
     async def _write(self, websocket: WebSocket, outbox: asyncio.Queue[str]) -> None:
-        """The client's writer task: the only place that sends to it.
+        """The client's writer task: the only place that sends to it, one message at a time.
 
-        TODO 2: forever, take the next message from the outbox (``await outbox.get()``) and
-        send it with ``websocket.send_text``, giving the send at most ``self.send_timeout``
-        seconds (``async with asyncio.timeout(...)``). A send that times out means the
-        client is not reading: ``self.drop(websocket)``. A client that is already gone
-        (``WebSocketDisconnect``, or ``WebSocketDisconnected`` once it was closed) only needs
-        ``self.disconnect(websocket)``.
+        TODO 2: forever, wait for the next message in the outbox and send it with
+        ``websocket.send_text``. Give each *send* (not the wait for a message: a quiet room
+        is fine) at most ``self.send_timeout`` seconds (``asyncio.timeout``). A send that
+        times out means the client is not reading: ``self.drop()`` it. A client that is
+        already gone (``WebSocketDisconnect``, or ``WebSocketDisconnected`` once it was
+        closed) only needs ``self.disconnect()``.
         """
         await outbox.get()
 
     def disconnect(self, websocket: WebSocket) -> None:
         """Forget ``websocket`` and stop its writer. Safe to call twice, and during a broadcast.
 
-        TODO 3: remove the client from ``self._outboxes`` and ``self._writers`` without
-        failing when it is already gone (``dict.pop(key, None)``), and cancel its writer
-        task, unless the writer is the task calling this (``asyncio.current_task()``).
+        TODO 3: remove the client's outbox and writer from the two dicts, without failing
+        when they are already gone (the endpoint, the writer and ``drop()`` may all call
+        this), and cancel the writer task so it does not wait for messages forever. The
+        writer itself may be the caller (``asyncio.current_task()``): a task that cancels
+        itself is cancelled at its next ``await``, so leave that one alone.
         """
         pass
 
     def drop(self, websocket: WebSocket) -> None:
-        """Cast off a client that is too slow: forget it now, close it with 1013 in the background."""
-        if websocket not in self._outboxes:
+        """Cast off a client that does not keep up: forget it now, close it in the background."""
+        if websocket not in self._outboxes:  # already dropped or gone
             return
         log.warning("dropping a client that does not keep up: %s", websocket.client)
-        self.disconnect(websocket)
-        task = asyncio.create_task(self._close(websocket, TOO_SLOW, "too slow"), name="ws-drop")
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        # TODO 4: disconnect() the client at once, then close it with 1013 "Try Again Later"
+        # (``status.WS_1013_TRY_AGAIN_LATER``, reason "too slow") by running ``self._close``
+        # in a task of its own: the close frame queues behind everything the client has not
+        # read, so whoever waited for it would wait as long as the client stays stuck.
+        # The event loop keeps only a weak reference to a task: keep it in ``self._closing``
+        # until it is done.
+        pass
 
     async def _close(self, websocket: WebSocket, code: int, reason: str) -> None:
-        # The close frame queues behind what the client has not read yet; one that reads nothing
-        # never makes room for it. Nobody waits for this task, so it may take a while, but not forever.
+        # uvicorn sends the close frame only once the client has read enough of what is queued
+        # before it; one that reads nothing never makes room. Give up after close_timeout: uvicorn
+        # still holds that connection (and its endpoint task) until the peer reads or goes away,
+        # or a TCP_USER_TIMEOUT or a proxy's idle timeout ends it (notebook 04 shows it).
         with contextlib.suppress(TimeoutError, WebSocketDisconnect, WebSocketDisconnected):
             async with asyncio.timeout(self.close_timeout):
                 await websocket.close(code, reason)
 
 
-def create_app(allowed_origins: Iterable[str | None] = (None,), max_pending: int = 64,
+def create_app(allowed_origins: Collection[str | None] = (None,), max_pending: int = 64,
                send_timeout: float = 1.0) -> FastAPI:
     """The lesson's app; its ``ConnectionManager`` is ``app.state.manager``.
 
-    ``allowed_origins`` lists the ``Origin`` header values accepted at the handshake.
-    Browsers always send one; ``None`` in the list accepts clients that send none
-    (scripts and servers, which are not exposed to cross-site WebSocket hijacking).
+    ``allowed_origins`` follows lesson 3's Origin rule: a handshake is accepted iff its
+    ``Origin`` header equals one of them exactly; ``None`` in the list accepts clients that
+    send no ``Origin`` (not browsers: scripts, other servers, the course's test clients).
     """
     app = FastAPI(title="Lesson 4: a broadcast that survives")
     manager = app.state.manager = ConnectionManager(max_pending=max_pending, send_timeout=send_timeout)
-    origins = frozenset(allowed_origins)
 
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket, name: str = "guest"):
-        # TODO 4: browsers let any web page open a WebSocket to your server, with the user's
-        # cookies. Before accepting, refuse a handshake whose Origin header
-        # (``websocket.headers.get("origin")``, None when absent) is not in ``origins``:
-        # ``await websocket.close(code=POLICY_VIOLATION)`` and return. The client sees HTTP 403.
-        pass
+        if await refuse_foreign_origin(websocket, allowed_origins):  # lesson 3, TODO 4
+            return
         await manager.connect(websocket)
         try:
             while True:

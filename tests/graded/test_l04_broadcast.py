@@ -2,37 +2,33 @@
 
 A real server, not TestClient: TestClient's WebSocket has no backpressure, and its sends
 to a closed client succeed, so neither a stuck client nor a vanished one would show.
+
+Where message size is the point, the healthy clients are opened without compression and the
+messages are random text (``incompressible_text``): the stuck client offers no compression, so
+it gets every byte of them.
 """
 
 import asyncio
 import time
 
-import pytest
-from websockets.exceptions import InvalidStatus
+from starlette import status
 
 from course.grading import check
-from course.wsclients import Listener, stuck_client, ws_url
+from course.server import captured_log
+from course.waiting import wait_for_async
+from course.wsclients import Listener, incompressible_text, stuck_client, ws_url
 
-ALLOWED = "http://localhost:8000"
 DELIVERY_WAIT = 1.0  # generous: delivery takes milliseconds (a stub run waits this out, so keep it short)
+PAYLOAD = incompressible_text(64_000)  # a few dozen fill the buffers between the server and a stuck client
+PLAIN = {"compression": None}  # healthy clients that get big messages: no deflate work on either side
 
 
 def run(scenario):
     asyncio.run(asyncio.wait_for(scenario, 30))
 
 
-@pytest.fixture
-def app(lesson):
-    return lesson.create_app(allowed_origins=[ALLOWED])
-
-
-@pytest.fixture
-def url(app, live_server):
-    return ws_url(live_server(app))
-
-
 async def open_listeners(url, count, **options):
-    return [await Listener.open(url, origin=ALLOWED, **options) for _ in range(count)]
+    return [await Listener.open(url, **options) for _ in range(count)]
 
 
 async def close_all(listeners):
@@ -47,10 +43,56 @@ def counts(listeners):
     return [len(listener.messages) for listener in listeners]
 
 
-@check(points=3, hint="TODO 1 and 2: broadcast() must put_nowait the message into every client's outbox, "
-       "and each client's writer task (_write) must loop: await outbox.get(), then await "
-       "websocket.send_text(message). One writer per client keeps each client's messages in order.")
-def test_task1_2_every_client_gets_every_message_in_order(url):
+def record_calls(manager, method):
+    """Call through ``manager.<method>`` and record the WebSocket of every call."""
+    calls, original = [], getattr(manager, method)
+
+    def recorded(websocket, *args, **kwargs):
+        calls.append(websocket)
+        return original(websocket, *args, **kwargs)
+
+    setattr(manager, method, recorded)
+    return calls
+
+
+def on_server_loop(server, coroutine_function, timeout=5.0):
+    """Run ``coroutine_function()`` on the server's own event loop and return its result."""
+    return asyncio.run_coroutine_threadsafe(coroutine_function(), server.server.loop).result(timeout)
+
+
+async def count_writers():
+    return sum(task.get_name() == "ws-writer" and not task.done() for task in asyncio.all_tasks())
+
+
+async def flood_until_dropped(app, sender, healthy, *, within=3.0, extra=10, interval=0.01):
+    """Send big messages, one every ``interval`` s, until the manager has let go of one client
+    (then ``extra`` more) or ``within`` seconds have passed.
+
+    Every message must reach every healthy client before the next is sent. Returns
+    (seconds until the drop or None, messages sent).
+    """
+    expected = len(app.state.manager) - 1
+    started, dropped_after, dropped_at, sent = time.perf_counter(), None, 0, 0
+    while (time.perf_counter() - started < within) if dropped_after is None else (sent < dropped_at + extra):
+        await sender.send(f"{sent} {PAYLOAD}")
+        sent += 1
+        assert await wait_all(healthy, sent), f"healthy clients stalled at {counts(healthy)} of {sent} messages"
+        if dropped_after is None and len(app.state.manager) == expected:
+            dropped_after, dropped_at = time.perf_counter() - started, sent
+        await asyncio.sleep(interval)
+    return dropped_after, sent
+
+
+def in_order(listener):
+    return [int(message.split(" ", 2)[1]) for message in listener.messages]
+
+
+@check(task=1, points=3, hint="TODO 1 (and the writer of TODO 2): every message must reach every client, "
+       "the sender included, and each client's messages must arrive in the order they were sent. "
+       "Symptom: a client gets nothing, or gets messages late or shuffled.")
+def test_task1_every_client_gets_every_message_in_order(lesson, live_server):
+    url = ws_url(live_server(lesson.create_app()))
+
     async def scenario():
         clients = await open_listeners(url, 5)
         try:
@@ -70,38 +112,89 @@ def test_task1_2_every_client_gets_every_message_in_order(url):
     run(scenario())
 
 
-@check(points=3, hint="TODO 2: give each send at most send_timeout seconds (async with asyncio.timeout(...)) "
-       "and drop() the client when it times out; TODO 1: a full outbox (asyncio.QueueFull) also means drop(). "
-       "Nothing in broadcast() may await a client.")
-def test_task1_2_a_client_that_never_reads_is_dropped_within_2_s(app, url):
+@check(task=1, points=3, hint="TODO 1: a full outbox means that client does not keep up: drop() it and "
+       "carry on with the other clients. Dropping changes the dict of outboxes, so the loop must not "
+       "walk the live dict. Symptom: the stuck client stays registered, or the sender is cut off and "
+       "the clients after the dropped one miss the message.",
+       nudge="Run it with a client that never reads and a small max_pending: which clients got the "
+             "message that found the full outbox? Does the sender's endpoint log a RuntimeError?")
+def test_task1_a_full_outbox_drops_its_client_and_no_one_else(lesson, live_server):
+    # The send timeout is far away, so only the full outbox can drop the stuck client.
+    app = lesson.create_app(max_pending=8, send_timeout=60)
+    url = ws_url(live_server(app))
+    dropped = record_calls(app.state.manager, "drop")
+
     async def scenario():
-        healthy = await open_listeners(url, 4)
-        payload = "x" * 64_000  # big messages fill the stuck client's socket buffers quickly
-        async with stuck_client(url, origin=ALLOWED):
-            sender = healthy[0]
-            started = time.perf_counter()
-            dropped_after, dropped_at_message, sent = None, 0, 0
+        healthy = await open_listeners(url, 2, **PLAIN)
+        async with stuck_client(url):  # in the middle of the manager's dict, not last
+            healthy += await open_listeners(url, 2, **PLAIN)
             try:
-                async with asyncio.timeout(6):
-                    while sent < 400 and (dropped_after is None or sent < 20 + dropped_at_message):
-                        await sender.send(f"{sent} {payload}")
-                        sent += 1
-                        assert await wait_all(healthy, sent), (
-                            f"healthy clients stalled at {counts(healthy)} of {sent} messages")
-                        if dropped_after is None and len(app.state.manager) == len(healthy):
-                            dropped_after, dropped_at_message = time.perf_counter() - started, sent
+                dropped_after, sent = await flood_until_dropped(app, healthy[0], healthy)
+                assert dropped_after is not None, (
+                    f"the stuck client was still registered after {sent} messages (max_pending=8)")
+                assert len(dropped) == 1, f"drop() was called {len(dropped)} times, expected once"
+                assert healthy[0].close_code is None, f"the sender was closed with code {healthy[0].close_code}"
+                for client in healthy:
+                    assert in_order(client) == list(range(sent)), "a healthy client missed or reordered messages"
             finally:
                 await close_all(healthy)
-        assert dropped_after is not None, f"the stuck client was still registered after {sent} messages"
-        assert dropped_after < 2.0, f"the stuck client was dropped only after {dropped_after:.2f} s"
 
     run(scenario())
 
 
-@check(points=2, hint="TODO 2: a send to a client that already left raises WebSocketDisconnect (or "
-       "WebSocketDisconnected): catch it in that client's writer and disconnect() that client only. "
-       "The sender and everyone else must not notice.")
-def test_task2_clients_leaving_mid_broadcast_cost_the_others_nothing(url):
+@check(task=2, points=2, hint="TODO 2: the send timeout limits one send to a client, not the time a "
+       "writer waits for the next message. Symptom: clients of a quiet room are dropped after "
+       "send_timeout seconds although they read everything.")
+def test_task2_a_quiet_room_keeps_its_clients(lesson, live_server):
+    app = lesson.create_app(send_timeout=0.2)
+    url = ws_url(live_server(app))
+    dropped = record_calls(app.state.manager, "drop")
+
+    async def scenario():
+        clients = await open_listeners(url, 3)
+        try:
+            await clients[0].send("before the pause")
+            assert await wait_all(clients, 1), f"messages received per client: {counts(clients)} of 1"
+            await asyncio.sleep(0.6)  # three send timeouts of silence
+            await clients[1].send("after the pause")
+            assert await wait_all(clients, 2), f"after a quiet 0.6 s, clients received {counts(clients)} of 2"
+            assert not dropped, f"{len(dropped)} clients that read everything were dropped"
+            assert all(client.close_code is None for client in clients)
+        finally:
+            await close_all(clients)
+
+    run(scenario())
+
+
+@check(task=2, points=3, hint="TODO 2: a send to a client that stopped reading never finishes by itself "
+       "(uvicorn waits for its buffer to drain). Give each send a time limit and drop() the client "
+       "when it runs out. Symptom: with a roomy outbox, a client that never reads stays registered "
+       "forever, its messages piling up in memory.")
+def test_task2_a_send_that_hangs_drops_its_client(lesson, live_server):
+    # The outbox is too roomy to fill here: only the send timeout can drop the stuck client.
+    app = lesson.create_app(max_pending=100_000, send_timeout=0.3)
+    url = ws_url(live_server(app))
+    dropped = record_calls(app.state.manager, "drop")
+
+    async def scenario():
+        healthy = await open_listeners(url, 3, **PLAIN)
+        try:
+            async with stuck_client(url):
+                dropped_after, sent = await flood_until_dropped(app, healthy[0], healthy)
+            assert dropped, f"drop() was never called; the stuck client is still registered after {sent} messages in 3 s"
+            assert dropped_after is not None, "drop() was called, but the stuck client is still registered"
+        finally:
+            await close_all(healthy)
+
+    run(scenario())
+
+
+@check(task=2, points=2, hint="TODO 2: a send to a client that already left raises WebSocketDisconnect "
+       "(or WebSocketDisconnected): catch it in that client's writer and disconnect() that client only. "
+       "Symptom: errors in the server log, or the sender and everyone else notice.")
+def test_task2_clients_leaving_mid_broadcast_cost_the_others_nothing(lesson, live_server):
+    url = ws_url(live_server(lesson.create_app()))
+
     async def scenario():
         healthy = await open_listeners(url, 10)
         leavers = await open_listeners(url, 10)
@@ -124,45 +217,75 @@ def test_task2_clients_leaving_mid_broadcast_cost_the_others_nothing(url):
         finally:
             await close_all(healthy + leavers)
 
-    run(scenario())
+    with captured_log("uvicorn.error", "asyncio") as errors:
+        run(scenario())
+        time.sleep(0.2)  # a writer that died of an uncaught exception is reported when it is freed
+    assert not errors, f"the server logged: {errors[0].getMessage()}"
 
 
-@check(points=2, hint="TODO 3: disconnect() must forget the client (self._outboxes.pop(websocket, None), "
-       "the same for self._writers) and cancel its writer task; calling it twice must be harmless.")
-def test_task3_after_many_connects_and_disconnects_no_dead_connection_remains(app, url):
+@check(task=3, points=3, hint="TODO 3: disconnect() may be called several times for one client (by its "
+       "endpoint, its writer, drop()), and must stop that client's writer task. Symptom: a KeyError "
+       "in the server log, or writer tasks that outlive their clients and pile up.",
+       nudge="Count the server's tasks named 'ws-writer' after clients come and go: it should equal "
+             "the number of clients still connected.")
+def test_task3_disconnect_is_idempotent_and_leaves_no_writer_behind(lesson, live_server):
+    app = lesson.create_app()
+    server = live_server(app)
+    url = ws_url(server)
+    manager = app.state.manager
+    connected = record_calls(manager, "connect")
+
+    async def disconnect_twice():
+        before = await count_writers()
+        manager.disconnect(connected[-1])
+        manager.disconnect(connected[-1])
+        await asyncio.sleep(0.05)  # let the cancelled writer finish
+        return before, await count_writers(), connected[-1] in manager
+
     async def scenario():
-        sender = await Listener.open(url, origin=ALLOWED)
+        stayer, visitor = await open_listeners(url, 2)
         try:
+            before, after, still_there = on_server_loop(server, disconnect_twice)
+            await visitor.close()
+            assert not still_there, "disconnect() did not forget the client"
+            assert after == before - 1, f"disconnect() left {after} writer tasks running, expected {before - 1}"
             for cycle in range(20):
                 visitors = await open_listeners(url, 4)
-                await sender.send(f"cycle {cycle}")
-                await visitors[0].close()
-                await visitors[1].close()
+                await stayer.send(f"cycle {cycle}")
+                await asyncio.gather(visitors[0].close(), visitors[1].close())
                 visitors[2].abort()
                 visitors[3].abort()
-            manager = app.state.manager
-            async with asyncio.timeout(DELIVERY_WAIT):
-                while len(manager) > 1:  # the server sees aborted clients go a moment later
-                    await asyncio.sleep(0.02)
-        except TimeoutError:
-            pass
+            await wait_for_async(lambda: len(manager) <= 1, timeout=DELIVERY_WAIT)  # aborts show a moment later
+            assert len(manager) == 1, f"the manager still holds {len(manager)} connections, expected 1"
+            writers = on_server_loop(server, count_writers)
+            assert writers == 1, f"{writers} writer tasks are still running for 1 connected client"
+        finally:
+            await close_all([stayer, visitor])
+
+    with captured_log("uvicorn.error", "asyncio") as errors:
+        run(scenario())
+    assert not errors, f"the server logged: {errors[0].getMessage()}"
+
+
+@check(task=4, points=3, hint="TODO 4: dropping forgets the client at once and closes it with 1013 "
+       "(Try Again Later) in a background task that nobody awaits. Symptom: a dropped client that "
+       "reads again gets no close frame, or another code; or it stays registered.")
+def test_task4_a_dropped_client_is_forgotten_and_told_to_try_again_later(lesson, live_server):
+    app = lesson.create_app(send_timeout=0.3)
+    url = ws_url(live_server(app))
+
+    async def scenario():
+        sender = await Listener.open(url, **PLAIN)
+        try:
+            async with stuck_client(url) as frozen:
+                dropped_after, sent = await flood_until_dropped(app, sender, [sender], extra=0)
+                assert dropped_after is not None, f"the stuck client was still registered after {sent} messages"
+                frozen.resume()  # it reads again: what is on its way, then the close frame
+                await wait_for_async(lambda: frozen.close_code is not None, timeout=3.0)
+                assert frozen.close_code == status.WS_1013_TRY_AGAIN_LATER, (
+                    f"the dropped client read close code {frozen.close_code}, expected "
+                    f"{status.WS_1013_TRY_AGAIN_LATER} (None: no close frame within 3 s)")
         finally:
             await sender.close()
-        assert len(app.state.manager) <= 1, f"the manager still holds {len(app.state.manager)} connections, expected 1"
-
-    run(scenario())
-
-
-@check(points=2, hint="TODO 4: before accept(), compare websocket.headers.get('origin') with the allowed "
-       "origins and refuse a stranger with await websocket.close(code=POLICY_VIOLATION): the client gets HTTP 403.")
-def test_task4_a_handshake_from_a_disallowed_origin_is_refused(url):
-    async def scenario():
-        for origin in ("https://evil.example", None):
-            with pytest.raises(InvalidStatus) as refused:
-                listener = await Listener.open(url, origin=origin)
-                await listener.close()
-            assert refused.value.response.status_code == 403, refused.value
-        welcome = await Listener.open(url, origin=ALLOWED)
-        await welcome.close()
 
     run(scenario())
