@@ -17,7 +17,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP) $(CHROMIUM)
-	$(BIN)/python -m pytest -ra --target=solutions --grade-json=build/grade-solutions.json --durations=12
+	$(BIN)/python -m pytest -ra -n 2 --dist worksteal --target=solutions --grade-json=build/grade-solutions.json --durations=12
 
 # Grade lessons/, then show progress over the course and the next thing to do (NUDGE=1: a more concrete hint).
 check: $(STAMP)

@@ -161,7 +161,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if kw.get("nudge") and item.config.getoption("--nudge"):
             lines.append(f"Nudge: {kw['nudge']}")
         elif kw.get("nudge"):
-            lines.append("(a more concrete nudge: run with --nudge, or course.grade(..., nudge=True))")
+            lines.append("(a more concrete nudge on request: make check NUDGE=1, pytest --nudge, "
+                         "or course.grade(..., nudge=True))")
         lines.append("(run with -v to see the traceback)")
         report.longrepr = "\n".join(lines)
         report.sections = []  # captured server logs too: -v shows them

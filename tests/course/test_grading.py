@@ -166,7 +166,7 @@ def test_a_nudge_shows_only_on_request(demo):
     proc, _ = run_demo(demo, "-q")
     assert "Hint: count again" in proc.stdout
     assert "off by one" not in proc.stdout
-    assert "run with --nudge" in proc.stdout
+    assert "pytest --nudge" in proc.stdout
     proc, _ = run_demo(demo, "-q", "--nudge")
     assert "Hint: count again\nNudge: off by one, upwards" in proc.stdout
 
