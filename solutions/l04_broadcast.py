@@ -142,7 +142,9 @@ class ConnectionManager:
         # before it; one that reads nothing never makes room. Give up after close_timeout: uvicorn
         # still holds that connection (and its endpoint task) until the peer reads or goes away,
         # or a TCP_USER_TIMEOUT or a proxy's idle timeout ends it (notebook 04 shows it).
-        with contextlib.suppress(TimeoutError, WebSocketDisconnect, WebSocketDisconnected):
+        # A RuntimeError (WebSocketDisconnected is one) means the connection was closed meanwhile,
+        # for instance by uvicorn's keepalive timeout: nothing is left to do.
+        with contextlib.suppress(TimeoutError, RuntimeError, WebSocketDisconnect):
             async with asyncio.timeout(self.close_timeout):
                 await websocket.close(code, reason)
 

@@ -146,7 +146,7 @@ def test_task1_a_full_outbox_drops_its_client_and_no_one_else(lesson, live_serve
        "writer waits for the next message. Symptom: clients of a quiet room are dropped after "
        "send_timeout seconds although they read everything.")
 def test_task2_a_quiet_room_keeps_its_clients(lesson, live_server):
-    app = lesson.create_app(send_timeout=0.2)
+    app = lesson.create_app(send_timeout=0.1)
     url = ws_url(live_server(app))
     dropped = record_calls(app.state.manager, "drop")
 
@@ -155,9 +155,9 @@ def test_task2_a_quiet_room_keeps_its_clients(lesson, live_server):
         try:
             await clients[0].send("before the pause")
             assert await wait_all(clients, 1), f"messages received per client: {counts(clients)} of 1"
-            await asyncio.sleep(0.6)  # three send timeouts of silence
+            await asyncio.sleep(0.35)  # three send timeouts of silence
             await clients[1].send("after the pause")
-            assert await wait_all(clients, 2), f"after a quiet 0.6 s, clients received {counts(clients)} of 2"
+            assert await wait_all(clients, 2), f"after a quiet 0.35 s, clients received {counts(clients)} of 2"
             assert not dropped, f"{len(dropped)} clients that read everything were dropped"
             assert all(client.close_code is None for client in clients)
         finally:
