@@ -29,11 +29,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from course import targets
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS_DIR = ROOT / "tests" / "mutants"
@@ -190,13 +193,18 @@ def grade_check(lesson: str, check: str, package_dir: Path, workdir: Path, timeo
     cmd = [sys.executable, "-m", "pytest", f"{GRADED_DIR / f'test_{lesson}.py'}::{check}",
            f"--target={package_dir}", f"--grade-json={report}",
            "-x", "-q", "--no-header", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    # A session of its own: on a timeout the whole group goes, servers the check started included.
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=_clean_env(), start_new_session=True)
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=_clean_env())
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
         raise RuntimeError(f"{check} did not finish within {timeout:.0f} s on this mutant: a check must "
-                           f"fail in bounded time, not hang\n{out[-3000:]}") from None
-    output = proc.stdout + proc.stderr
+                           f"fail in bounded time, not hang\n{output[-3000:]}") from None
+    finally:
+        targets.forget(package_dir)
     if not report.exists():
         raise RuntimeError(f"no grade report: pytest exited with {proc.returncode}\n{output[-3000:]}")
     data = json.loads(report.read_text(encoding="utf-8"))

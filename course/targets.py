@@ -69,15 +69,34 @@ def activate(value: str | None) -> str:
     return value
 
 
+def _package_name(directory: str) -> str:
+    return "course_target_" + hashlib.sha1(directory.encode()).hexdigest()[:12]
+
+
+def _prune() -> None:
+    """Drop links whose directory is gone (mutants' temp copies)."""
+    for link in _LINKS.glob("course_target_*"):
+        if link.is_symlink() and not link.exists():
+            link.unlink(missing_ok=True)
+
+
+def forget(directory: str | os.PathLike) -> None:
+    """Remove the symlink that :func:`package` made for ``directory`` (when it is about to go away)."""
+    link = _LINKS / _package_name(str(Path(directory).resolve()))
+    if link.is_symlink():
+        link.unlink(missing_ok=True)
+
+
 def package(value: str | None = None) -> str:
     """The importable package name of a target (default: the current one)."""
     value = normalize(value) if value else target()
     if value in PACKAGES:
         return value
-    name = "course_target_" + hashlib.sha1(value.encode()).hexdigest()[:12]
+    name = _package_name(value)
     _LINKS.mkdir(exist_ok=True)
     link = _LINKS / name
     if not (link.is_symlink() and os.readlink(link) == value):
+        _prune()
         tmp = _LINKS / f".{name}.{os.getpid()}"
         tmp.unlink(missing_ok=True)
         os.symlink(value, tmp)

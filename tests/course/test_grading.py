@@ -214,3 +214,7 @@ def test_targets_decide_in_one_place(monkeypatch, tmp_path):
     code = f"import importlib; print(importlib.import_module('{targets.package()}.l99_x').VALUE)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "from the copy"
+    link = targets._LINKS / targets.package()
+    assert link.is_symlink()
+    targets.forget(copy)
+    assert not link.is_symlink()
