@@ -218,3 +218,24 @@ def test_targets_decide_in_one_place(monkeypatch, tmp_path):
     assert link.is_symlink()
     targets.forget(copy)
     assert not link.is_symlink()
+
+
+def test_grade_from_a_notebook_passes_the_target_and_the_nudge(monkeypatch, capsys):
+    from course import grading
+
+    seen = []
+
+    def fake_run(cmd, **kwargs):
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "table\n", "")
+
+    monkeypatch.setattr(grading.subprocess, "run", fake_run)
+    monkeypatch.setenv(targets.ENV, "solutions")
+    import course
+
+    course.grade("l01_request_cycle", nudge=True)
+    course.grade("l01_request_cycle")
+    assert "--target=solutions" in seen[0] and "--nudge" in seen[0]
+    assert "--nudge" not in seen[1]
+    assert seen[0][3].endswith("test_l01_request_cycle.py")
+    assert "table" in capsys.readouterr().out
