@@ -1,0 +1,132 @@
+"""`make release`: a student copy with no answers in it, that installs itself and grades itself.
+
+The copy's `make check` is run for real, with its `.venv/bin/python` a shim to this checkout's venv
+(installing a fresh venv takes minutes). That the copy would install itself on a bare machine is
+shown more cheaply: its Makefile's recipe (`make -n`) creates `.venv` and installs the copy's
+`requirements.txt`, which is byte-identical to the course's, the file `make test` installed here.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from course import classroom, release, stubs
+from course.grading import ROOT
+
+
+@pytest.fixture(scope="module")
+def copy(tmp_path_factory) -> Path:
+    # check_leaks=False: whether answers leak is test_the_release_holds_no_answer's question alone.
+    return release.release(tmp_path_factory.mktemp("release") / "student", check_leaks=False)
+
+
+def test_the_release_holds_no_answer(tmp_path):
+    dest = release.release(tmp_path / "student")  # raises ReleaseError listing every answer line found
+    assert not (dest / "solutions").exists()
+    assert not (dest / "tests" / "mutants").exists(), "mutants are fragments of the answers"
+    assert not (dest / "tests" / "course").exists()
+    assert not any((dest / "course" / name).exists() for name in release.TEACHER_ONLY)
+    lines = release.solution_lines()
+    for solution in stubs.solution_files():  # every solution is searched for, so the search means something
+        assert any(where.startswith(solution.name + ":") for where in lines.values()), solution.name
+    assert release.leaks(dest, lines) == []
+
+
+def test_the_search_finds_an_answer_wherever_it_hides(copy, tmp_path):
+    planted = tmp_path / "planted"
+    shutil.copytree(copy, planted)
+    solution = stubs.solution_files()[0].read_text(encoding="utf-8")
+    notebook = planted / "notebooks" / sorted(p.name for p in (planted / "notebooks").glob("*.ipynb"))[0]
+    cells = json.loads(notebook.read_text(encoding="utf-8"))
+    cells["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                           "source": solution.splitlines(keepends=True)})
+    notebook.write_text(json.dumps(cells), encoding="utf-8")
+    (planted / "course" / "helper.py").write_text(solution, encoding="utf-8")
+    found = release.leaks(planted)
+    assert any(f.startswith(f"notebooks/{notebook.name}") for f in found), found
+    assert any(f.startswith("course/helper.py") for f in found), found
+
+
+def test_the_release_has_what_a_student_needs(copy):
+    for rel in ("README.md", "Makefile", "requirements.txt", "pyproject.toml", ".gitignore", "tests/conftest.py",
+                "lessons/__init__.py", "course/__init__.py", "course/grading.py", "course/progress.py",
+                "course/watch.py", "course/classroom.py", ".github/workflows/classroom.yml"):
+        assert (copy / rel).is_file(), rel
+    assert (copy / "requirements.txt").read_bytes() == (ROOT / "requirements.txt").read_bytes()
+    graded = sorted(p.name for p in (ROOT / "tests" / "graded").glob("test_*.py"))
+    assert sorted(p.name for p in (copy / "tests" / "graded").glob("test_*.py")) == graded
+    assert sorted(p.name for p in (copy / "notebooks").glob("*.ipynb")) == \
+        sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    for notebook in (copy / "notebooks").glob("*.ipynb"):
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code"), notebook.name
+    for solution in stubs.solution_files():  # each lesson is the stub, whatever lessons/ holds right now
+        lesson = (copy / "lessons" / solution.name).read_text(encoding="utf-8")
+        assert lesson.split("\n", 1)[1] == stubs.make_stub(solution.read_text(encoding="utf-8")).split("\n", 1)[1]
+        assert "solutions/" not in lesson.split("\n", 1)[0]
+    makefile = (copy / "Makefile").read_text(encoding="utf-8")
+    for target in ("lab:", "check:", "watch:", "install:"):
+        assert f"\n{target}" in makefile, target
+    readme = (copy / "README.md").read_text(encoding="utf-8")
+    assert "make check" in readme and "make watch" in readme and "make lab" in readme
+    assert "solutions" not in readme
+    assert (copy / ".github" / "workflows" / "classroom.yml").read_text() == classroom.workflow()
+
+
+def test_the_copy_installs_itself_on_a_bare_machine(copy):
+    recipe = subprocess.run(["make", "-n", "check"], cwd=copy, capture_output=True, text=True, timeout=30)
+    assert recipe.returncode == 0, recipe.stderr
+    steps = recipe.stdout
+    order = [steps.index(s) for s in ("sys.version_info < (3, 11)", "-m venv .venv",
+                                      "pip install --quiet -r requirements.txt", "fastapi-course.pth",
+                                      "touch .venv/.installed", "-m course.progress")]
+    assert order == sorted(order), steps
+
+
+def venv_shim(copy: Path) -> None:
+    """The copy's .venv/bin/python runs this checkout's venv; the stamp says it is installed."""
+    bin_dir = copy / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    (copy / ".venv" / ".installed").touch()
+    stamp = (copy / ".venv" / ".installed").stat().st_mtime
+    os.utime(copy / "requirements.txt", (stamp - 10, stamp - 10))
+
+
+def make_check(copy: Path) -> tuple[str, dict]:
+    env = {k: v for k, v in os.environ.items() if k not in ("COURSE_TARGET", "PYTEST_ADDOPTS")}
+    proc = subprocess.run(["make", "--no-print-directory", "check"], cwd=copy, capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert "python -m venv" not in proc.stdout, "the shimmed venv was rebuilt"
+    return proc.stdout, json.loads((copy / "build" / "progress.json").read_text())
+
+
+def test_make_check_in_the_copy_gives_stubs_zero_and_solutions_full_marks(copy, tmp_path):
+    """Every lesson is graded in the copy, in one `make check`: every other lesson solved (the
+    solution copied over it), the rest untouched stubs. (All stubs score 0 and all solutions full
+    marks in this checkout: test_grading.py and the graded part of `make test`; the copy's lessons
+    and graded checks are the same files, test_the_release_has_what_a_student_needs.)"""
+    student = tmp_path / "student"
+    shutil.copytree(copy, student)
+    venv_shim(student)
+    solutions = stubs.solution_files()
+    solved = {s.stem for s in solutions[::2]}
+    for solution in solutions[::2]:
+        shutil.copy(solution, student / "lessons" / solution.name)
+    out, state = make_check(student)
+    lessons = [p.stem.removeprefix("test_") for p in sorted((student / "tests" / "graded").glob("test_l*.py"))]
+    assert sorted(state["lessons"]) == lessons
+    scores = {name: (e["score"], e["max_score"]) for name, e in state["lessons"].items()}
+    for name, (score, most) in scores.items():
+        assert most > 0 and score == (most if name in solved else 0), scores
+    total, top = sum(s for s, _ in scores.values()), sum(m for _, m in scores.values())
+    assert f"Progress over the course: {total}/{top} points" in out, out[-2000:]
+    first_unsolved = next(name for name in lessons if name not in solved)
+    assert f"Next: lessons/{first_unsolved}.py, TODO" in out and "Hint:" in out, out[-2000:]
