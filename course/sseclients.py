@@ -32,6 +32,7 @@ class SSEEvent:
     retry: int | None = None
     arrived: float = 0.0  # time.perf_counter() when its blank line arrived
     wire_bytes: int = 0  # its size on the wire, lines and newlines
+    raw: str = ""  # its lines as they came, each ended by a newline, and the blank line
 
     @property
     def is_comment(self) -> bool:
@@ -56,16 +57,19 @@ class EventStream:
         data: list[str] = []
         comments: list[str] = []
         size = 0
+        lines: list[str] = []
         async with asyncio.timeout(timeout):
             async for line in self._lines:
                 size += len(line.encode()) + 1
+                lines.append(line)
                 if line == "":
                     if not data and not comments and block.id is None and block.retry is None:
-                        size = 0
+                        size, lines = 0, []
                         continue  # a stray blank line is no event
                     block.data = "\n".join(data) if data else None
                     block.comment = "\n".join(comments) if comments else None
                     block.arrived, block.wire_bytes = time.perf_counter(), size
+                    block.raw = "\n".join(lines) + "\n"
                     self.received.append(block)
                     return block
                 name, colon, value = line.partition(":")

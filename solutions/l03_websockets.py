@@ -190,7 +190,7 @@ async def refuse_foreign_origin(websocket: WebSocket, allowed_origins: Collectio
     ### END
 
 
-async def stream_events(events: EventLog, last_event_id: int,
+async def stream_events(events: EventLog, last_event_id: int | None,
                         keepalive_seconds: float) -> AsyncIterator[ServerSentEvent]:
     """``GET /events/stream``: the events as server-sent events, for as long as the client stays.
 
@@ -198,16 +198,18 @@ async def stream_events(events: EventLog, last_event_id: int,
     event and whose ``id`` is its id, as text: a browser's ``EventSource``
     remembers the last id it saw and, when the connection drops, reconnects
     on its own with that id in the ``Last-Event-ID`` header, which arrives
-    here as ``last_event_id`` (0 for a first connection). First the events
-    the client missed (newer than ``last_event_id``), then each new one as it
-    is published: none lost in between, none twice. And when no event has
-    come for ``keepalive_seconds``, yield a comment (``ServerSentEvent`` with
-    only a ``comment``), so that proxies see traffic and keep the idle
-    connection open, and a client that left is noticed.
+    here as ``last_event_id`` (None on a first connection: then send only
+    the events published from now on, as push does). On a reconnect, first
+    the events the client missed (newer than ``last_event_id``), then each
+    new one as it is published: none lost in between, none twice. And when
+    no event has come for ``keepalive_seconds``, yield a comment (a
+    ``ServerSentEvent`` with only a ``comment``), so that proxies see traffic
+    and keep the idle connection open, and a client that left is noticed.
     """
     ### SOLUTION
     with events.subscription() as new_events:  # before reading the past: what happens meanwhile is queued
-        for event in events.since(last_event_id):
+        missed = events.since(last_event_id) if last_event_id is not None else []
+        for event in missed:
             yield ServerSentEvent(id=str(event["id"]), data=event)
         while True:
             try:
@@ -244,7 +246,7 @@ def create_app(allowed_origins: Collection[str | None] = DEFAULT_ORIGINS,
         return {"events": events.since(after)}
 
     @app.get("/events/stream", response_class=EventSourceResponse)
-    async def stream(last_event_id: Annotated[int, Header(ge=0)] = 0):
+    async def stream(last_event_id: Annotated[int | None, Header(ge=0)] = None):
         async with contextlib.aclosing(stream_events(events, last_event_id, keepalive_seconds)) as items:
             async for item in items:  # (FastAPI streams what an endpoint yields; this one passes yours on)
                 yield item
