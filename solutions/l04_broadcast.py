@@ -162,7 +162,7 @@ def create_app(allowed_origins: Collection[str | None] = (None,), max_pending: i
 
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket, name: str = "guest"):
-        if await refuse_foreign_origin(websocket, allowed_origins):  # lesson 3, TODO 4
+        if await refuse_foreign_origin(websocket, allowed_origins):  # lesson 3's Origin rule
             return
         await manager.connect(websocket)
         try:

@@ -181,7 +181,7 @@ def test_task2_a_send_that_hangs_drops_its_client(lesson, live_server):
         try:
             async with stuck_client(url):
                 dropped_after, sent = await flood_until_dropped(app, healthy[0], healthy)
-            assert dropped, f"drop() was never called; the stuck client is still registered after {sent} messages in 3 s"
+            assert dropped, f"drop() was never called: the stuck client is still registered after {sent} messages, 3 s"
             assert dropped_after is not None, "drop() was called, but the stuck client is still registered"
         finally:
             await close_all(healthy)

@@ -74,7 +74,8 @@ MUTANTS = [
            replace="        task = asyncio.create_task("),
     Mutant(task=4, check="test_task4_a_dropped_client_is_forgotten_and_told_to_try_again_later",
            why="calls the close coroutine without a task: nothing ever runs it",
-           find="        task = asyncio.create_task(self._close(websocket, status.WS_1013_TRY_AGAIN_LATER, \"too slow\"),\n"
+           find="        task = asyncio.create_task(self._close(websocket, status.WS_1013_TRY_AGAIN_LATER, "
+                "\"too slow\"),\n"
                 "                                   name=\"ws-drop\")\n"
                 "        self._closing.add(task)\n"
                 "        task.add_done_callback(self._closing.discard)",
