@@ -251,4 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as course.mutants, not __main__: the mutants files build course.mutants.Mutant objects.
+    from course.mutants import main as course_main
+
+    sys.exit(course_main())

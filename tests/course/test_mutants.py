@@ -94,3 +94,13 @@ SOURCE = "given = 1\n### SOLUTION\nanswer = 2\nmore = 3\n### STUB\n# answer = No
 ])
 def test_a_mutant_must_change_solution_lines_only(find, replace, outside):
     assert mut.changed_outside(SOURCE, SOURCE.replace(find, replace, 1)) == outside
+
+
+def test_the_command_line_loads_the_mutants_files():
+    import subprocess
+    import sys
+
+    lesson = LESSONS_WITH_MUTANTS[0] if LESSONS_WITH_MUTANTS else solution_files()[0].stem
+    proc = subprocess.run([sys.executable, "-m", "course.mutants", lesson, "-k", "no-mutant-has-this-id"],
+                          cwd=mut.ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
