@@ -5,6 +5,8 @@ learner could write after reading a TODO. Applied to a copy of solutions/, it mu
 on the check it names. Every TODO of a lesson has at least two, and every lesson has a file.
 """
 
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -97,9 +99,6 @@ def test_a_mutant_must_change_solution_lines_only(find, replace, outside):
 
 
 def test_the_command_line_loads_the_mutants_files():
-    import subprocess
-    import sys
-
     lesson = LESSONS_WITH_MUTANTS[0] if LESSONS_WITH_MUTANTS else solution_files()[0].stem
     proc = subprocess.run([sys.executable, "-m", "course.mutants", lesson, "-k", "no-mutant-has-this-id"],
                           cwd=mut.ROOT, capture_output=True, text=True, timeout=60)
