@@ -10,9 +10,11 @@ Request bodies:
   ``Content-Length``: the client holds one block, never the file;
 * :func:`chunked` any body as a generator: httpx then sends it without ``Content-Length``.
 
-Measurements against a server in a child process (:func:`course.children.serve_in_child`, so its
-memory is its own): :func:`measure_upload_peaks` (peak resident memory, bytes written, time) and
-:func:`upload_concurrently`. :func:`describe_error` sums up a logged exception chain in one line.
+Measurements: :func:`measure_upload_peaks` against a server in a child process
+(:func:`course.children.serve_in_child`, so its memory is its own: peak resident memory, bytes
+written, time), :func:`upload_concurrently`, :func:`paced_upload` (a slow client: when was the last
+byte sent, when did the answer come). :func:`browser_form_body` what a real browser (headless
+chromium) sends for a form. :func:`describe_error` sums up a logged exception chain in one line.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-__all__ = ["MiB", "chunked", "describe_error", "measure_upload_peaks", "multipart_body", "paced_upload", "post_raw",
+if TYPE_CHECKING:
+    from course.children import ChildServer
+
+__all__ = ["BrowserUnavailable", "MiB", "browser_form_body", "chunked", "describe_error", "measure_upload_peaks", "multipart_body", "paced_upload", "post_raw",
            "raw_multipart", "upload_concurrently"]
 
 MiB = 1024 * 1024
@@ -98,40 +103,38 @@ def _written_bytes(pid: int) -> int:
     raise RuntimeError(f"wchar not in /proc/{pid}/io")
 
 
-def measure_upload_peaks(factory: str, path: str, size: int, counts: Iterable[int], *,
-                         factory_kwargs: dict[str, Any] | None = None, name: str = "upload-memory") -> list[dict]:
-    """Run ``factory(**factory_kwargs)`` in a child process; for each ``count``, upload ``count`` files of
-    ``size`` bytes at once to ``path``, wait until the background work is over, and report per round:
+def measure_upload_peaks(child: ChildServer, path: str, size: int, counts: Iterable[int]) -> list[dict]:
+    """Upload to ``child`` (a :func:`course.children.serve_in_child` server): for each ``count``,
+    ``count`` files of ``size`` bytes at once to ``path``; wait until the background work is over,
+    and report per round:
 
     ``idle`` (RSS just before), ``peak`` (the kernel's exact peak, ``VmHWM``, reset before the round),
-    ``over_idle``, ``written`` (bytes the server process wrote: temp files, the upload, the log),
-    ``codes`` (status codes) and ``seconds`` (until the last response).
+    ``over_idle``, ``written`` (bytes the server process passed to ``write()``: temp files, the
+    upload, the log), ``codes`` (status codes) and ``seconds`` (until the last response).
     """
-    from course.children import serve_in_child
-
     results = []
-    with serve_in_child(factory, name=name, factory_kwargs=factory_kwargs) as child:
-        warm_headers, warm_body = multipart_body(64 * 1024, filename="warm-up.bin")
-        httpx.post(child.url + path, content=warm_body, headers=warm_headers, timeout=10)
-        for count in counts:
-            child.wait_idle(quiet=0.2, timeout=10)
-            idle, written = child.rss(), _written_bytes(child.pid)
-            exact = child.reset_peak()
-            started = time.perf_counter()
-            codes = upload_concurrently(child.url + path, size, count)
-            seconds = time.perf_counter() - started
-            child.wait_idle(quiet=0.3, timeout=60)
-            peak = child.peak_rss()
-            results.append({"uploads": count, "idle": idle, "peak": peak, "over_idle": peak - idle,
-                            "written": _written_bytes(child.pid) - written, "codes": codes,
-                            "seconds": seconds, "peak_was_reset": exact})
+    warm_headers, warm_body = multipart_body(64 * 1024, filename="warm-up.bin")
+    httpx.post(child.url + path, content=warm_body, headers=warm_headers, timeout=10)
+    for count in counts:
+        child.wait_idle(quiet=0.2, timeout=10)
+        idle, written = child.rss(), _written_bytes(child.pid)
+        exact = child.reset_peak()
+        started = time.perf_counter()
+        codes = upload_concurrently(child.url + path, size, count)
+        seconds = time.perf_counter() - started
+        child.wait_idle(quiet=0.3, timeout=60)
+        peak = child.peak_rss()
+        results.append({"uploads": count, "idle": idle, "peak": peak, "over_idle": peak - idle,
+                        "written": _written_bytes(child.pid) - written, "codes": codes,
+                        "seconds": seconds, "peak_was_reset": exact})
     return results
 
 
 def paced_upload(url: str, size: int, seconds: float, filename: str | None = None,
                  pieces: int = 50, timeout: float = 30.0) -> dict[str, Any]:
-    """Upload ``size`` bytes spread over about ``seconds`` (a slow client); report when the last
-    byte was handed to the socket and when the response came, in seconds from the first byte."""
+    """Upload ``size`` bytes spread over about ``seconds`` (a slow client); report the ``status``,
+    when the ``last byte`` was handed to the socket and when the ``response`` came, in seconds from the
+    first byte, and that first byte's ``time.perf_counter()`` (``first byte at``)."""
     filename = filename or f"paced-{uuid.uuid4().hex[:8]}.bin"
     headers, _ = multipart_body(size, filename=filename)
     head, tail = _part_head(filename, "file", BOUNDARY), f"\r\n--{BOUNDARY}--\r\n".encode()
@@ -150,11 +153,55 @@ def paced_upload(url: str, size: int, seconds: float, filename: str | None = Non
         yield tail
         marks["last byte"] = time.perf_counter()
 
-    response = httpx.post(url, content=body(), headers=headers, timeout=timeout)
+    try:
+        status: int | str = httpx.post(url, content=body(), headers=headers, timeout=timeout).status_code
+    except httpx.TransportError as exc:  # the server answered (a 4xx/5xx) and closed while we were sending
+        status = type(exc).__name__
     answered = time.perf_counter()
     start = marks["first byte"]
-    return {"status": response.status_code, "last byte": marks.get("last byte", answered) - start,
-            "response": answered - start}
+    return {"status": status, "last byte": marks.get("last byte", answered) - start,
+            "response": answered - start, "first byte at": start}
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright drives it (no browser download)
+
+
+class BrowserUnavailable(RuntimeError):
+    """Playwright or chromium is not there (the course only needs it for a few demos)."""
+
+
+async def browser_form_body(html: str | None = None, timeout: float = 20.0) -> tuple[bytes, str]:
+    """Submit a form in headless chromium and return ``(body, content_type)`` exactly as the browser
+    sent them. The default form has one ``<input type=file name=file>`` and no file picked. Nothing
+    goes over the network: Playwright intercepts the submission (the action is ``http://upload.test/``).
+    Raises :class:`BrowserUnavailable` when there is no Playwright or no chromium."""
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError as exc:
+        raise BrowserUnavailable(f"playwright is not installed: {exc}") from None
+    html = html or ('<form method="post" action="http://upload.test/upload-file/" enctype="multipart/form-data">'
+                    '<input type="file" name="file"><button>Send</button></form>')
+    sent: dict[str, Any] = {}
+
+    async def capture(route, request) -> None:
+        sent["body"], sent["type"] = request.post_data_buffer, request.headers.get("content-type", "")
+        await route.fulfill(status=200, body="captured")
+
+    async with async_playwright() as playwright:
+        try:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                       args=["--no-sandbox"], timeout=timeout * 1000)
+        except Exception as exc:  # no chromium at that path, or it cannot start here
+            raise BrowserUnavailable(f"chromium does not start: {str(exc).splitlines()[0]}") from None
+        try:
+            page = await browser.new_page()
+            await page.route("http://upload.test/**", capture)
+            await page.set_content(html)
+            await page.click("button", timeout=timeout * 1000)
+            await page.wait_for_load_state(timeout=timeout * 1000)
+        finally:
+            await browser.close()
+    return sent["body"], sent["type"]
 
 
 def describe_error(record: logging.LogRecord) -> str:
