@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -23,7 +24,8 @@ import psutil
 
 from course.wsclients import Listener
 
-__all__ = ["close_all", "counts", "feed", "open_on_workers", "texts", "wait_all", "worker_of", "workers_of"]
+__all__ = ["close_all", "code_of", "counts", "feed", "open_on_workers", "relays_ready", "texts", "time_to_all", "wait_all", "worker_of",
+           "workers_of"]
 
 
 def _server_side_ports(pid: int) -> dict[int, int]:
@@ -65,6 +67,24 @@ async def open_on_workers(url: str, server, *, per_worker: int = 2, max_clients:
     return listeners, workers_of(server, listeners)
 
 
+async def relays_ready(server, workers: int = 2, timeout: float = 8.0) -> bool:
+    """True once ``workers`` worker processes answered lesson 6's ``GET /relay`` with their relay reading
+    Redis. Each request opens a new connection, so it may land on any worker."""
+    import httpx
+
+    seen: dict[int, bool] = {}
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=server.url, timeout=1, headers={"Connection": "close"}) as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                state = (await http.get("/relay")).json()
+                seen[state["pid"]] = state["connected"]
+            if len(seen) >= workers and all(seen.values()):
+                return True
+            await asyncio.sleep(0.05)
+    return False
+
+
 def feed(listener: Listener) -> list[dict]:
     """The listener's messages, parsed as JSON (a message that is not JSON becomes ``{"raw": ...}``)."""
     parsed = []
@@ -94,3 +114,34 @@ async def wait_all(listeners: Iterable[Listener], count: int, timeout: float) ->
 
 async def close_all(listeners: Iterable[Listener]) -> None:
     await asyncio.gather(*(listener.close() for listener in listeners), return_exceptions=True)
+
+
+async def time_to_all(listeners: list[Listener], rounds: int, *, timeout: float = 2.0, text: str = "tick") -> list[float]:
+    """Round after round, one listener (each in turn) sends a message; the seconds until *every*
+    listener has it. Stops early (fewer times) at the first round that does not reach everyone."""
+    times = []
+    for round_ in range(rounds):
+        before = counts(listeners)
+        sent = time.perf_counter()
+        await listeners[round_ % len(listeners)].send(f"{text} {round_}")
+        arrived = await asyncio.gather(*(l.wait_for(n + 1, timeout) for l, n in zip(listeners, before)))
+        if not all(arrived):
+            break
+        times.append(max(l.arrivals[n] for l, n in zip(listeners, before)) - sent)
+    return times
+
+
+def code_of(function) -> str:
+    """``function``'s source without its docstring (the notebook shows the code, the file has the TODO text)."""
+    import ast
+    import inspect
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(function))
+    body = ast.parse(source).body[0].body
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        lines = source.splitlines()
+        first, last = body[0].lineno - 1, body[0].end_lineno
+        source = "\n".join(lines[:first] + lines[last:]) + "\n"
+    return source
