@@ -1,6 +1,6 @@
 """The graded checks prove themselves, and the grading plugin does what it says.
 
-* Untouched stubs score zero, in a separate run. (Full marks against solutions/ is the graded
+* Untouched stubs score zero, in a separate run per lesson. (Full marks against solutions/ is the graded
   part of this same `make test` run.)
 * The plugin, on a small self-made lesson in a temp dir: task numbers reach the table and the
   JSON report, the nudge shows only with --nudge, a check that errors or skips earns nothing,
@@ -18,28 +18,30 @@ from pathlib import Path
 import pytest
 
 from course import targets
-from course.grading import GRADED_DIR, ROOT, format_table, graded_checks
+from course.grading import GRADED_DIR, ROOT, format_table, graded_checks, graded_files, lesson_of
 
 
-def test_untouched_stubs_score_zero_points(tmp_path):
+@pytest.mark.parametrize("lesson", [lesson_of(p) for p in graded_files()])
+def test_untouched_stubs_score_zero_points(lesson, tmp_path):
+    """One process per lesson, so pytest-xdist spreads them (most of the time is spent waiting)."""
     report_path = tmp_path / "stubs.json"
+    env = {k: v for k, v in os.environ.items() if k != targets.ENV and not k.startswith("PYTEST_XDIST")}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(GRADED_DIR), "--target=lessons", f"--grade-json={report_path}",
-         "-q", "-p", "no:cacheprovider"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "pytest", str(GRADED_DIR / f"test_{lesson}.py"), "--target=lessons",
+         f"--grade-json={report_path}", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
     )
     assert report_path.exists(), proc.stdout + proc.stderr
     report = json.loads(report_path.read_text())
-    earned = [f"{lesson}: {c['name']}" for lesson, entry in report["lessons"].items()
-              for c in entry["checks"] if c["points"]]
+    assert report["target"] == "lessons"
+    assert lesson in report["lessons"], f"no check of {lesson} ran\n" + proc.stdout[-3000:]
+    entry = report["lessons"][lesson]
+    earned = [c["name"] for c in entry["checks"] if c["points"]]
     assert report["score"] == 0, f"checks that pass on an untouched stub grade nothing: {earned}"
-    assert report["max_score"] > 0
-    every_check = {c["name"] for entry in report["lessons"].values() for c in entry["checks"]}
-    for entry in report["lessons"].values():
-        for c in entry["checks"]:
-            assert c["hint"].strip(), f"{c['name']} has no hint"
-            assert "task_id" in c
-    assert len(every_check) >= len(list(GRADED_DIR.glob("test_*.py"))), "a graded file has no checks"
+    assert entry["max_score"] > 0, f"test_{lesson}.py has no checks"
+    for c in entry["checks"]:
+        assert c["hint"].strip(), f"{c['name']} has no hint"
+        assert "task_id" in c
 
 
 # A self-made lesson package and its graded checks: the plugin is tested on these, not on the course's.
