@@ -10,13 +10,15 @@ STAMP  := $(VENV)/.installed
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # The browser test drives Debian's chromium; on other systems it is skipped outside CI.
 CHROMIUM := /usr/bin/chromium
+# The queue lessons start private redis-server processes (Debian's package); elsewhere they skip, except in CI.
+REDIS_SERVER := /usr/bin/redis-server
 
 .PHONY: lab test check report stubs clean release watch gradebook
 
-lab: $(STAMP)
+lab: $(STAMP) $(REDIS_SERVER)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(REDIS_SERVER)
 	$(BIN)/python -m pytest -ra -n 2 --dist worksteal --target=solutions --grade-json=build/grade-solutions.json --durations=12
 
 # Grade lessons/, then show progress over the course and the next thing to do (NUDGE=1: a more concrete hint).
@@ -51,6 +53,16 @@ $(CHROMIUM):
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else \
 		echo "No $(CHROMIUM): the browser test will be skipped (Debian/Ubuntu: sudo apt-get install chromium)"; \
+	fi
+
+$(REDIS_SERVER):
+	@if command -v redis-server >/dev/null; then \
+		: ; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's redis-server for the queue lessons (the course starts its own private instances)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	else \
+		echo "No redis-server: the queue lessons' cells and checks will be skipped (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)"; \
 	fi
 
 clean:
