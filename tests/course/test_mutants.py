@@ -38,6 +38,9 @@ def test_mutant_loses_points_on_its_check(item, tmp_path):
     if problems := mut.problems(item):
         pytest.fail(f"invalid mutant {item.id}: " + "; ".join(problems), pytrace=False)
     graded = mut.grade_mutant(item, tmp_path)
+    assert "does not import" not in graded.output, (
+        f"{item.id}: the mutated lesson does not even import; a mutant must be a wrong answer that runs\n"
+        + graded.output[-2000:])
     assert graded.loses_points, (
         f"{item.lesson}, TODO {item.mutant.task}: a learner who {item.mutant.why!r} keeps full marks on "
         f"{item.mutant.check} ({graded.earned}/{graded.max_points}). Make the check catch it.")
