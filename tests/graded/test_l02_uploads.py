@@ -295,7 +295,7 @@ class SlowDisk:
        "the event loop (every other request waits) for as long as the disk takes: hand each write to a worker "
        "thread and await it.")
 def test_task2_a_slow_disk_does_not_stall_the_event_loop(lesson, tmp_path, monkeypatch):
-    delay = 0.3
+    delay = 0.4
 
     class SlowPath(PosixPath):
         def open(self, *args, **kwargs):
