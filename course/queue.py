@@ -20,7 +20,8 @@ acknowledges it (``XACK``), and a job left pending too long can be taken over by
    (``--max-async-tasks`` = ``concurrency``, ``--max-prefetch 0``): it holds no more jobs than it runs;
 3. while a job runs, a heartbeat touches its pending entry every ``redeliver_after / 4`` seconds
    (``XCLAIM ... JUSTID`` to itself, which resets the idle time), so only a job whose worker
-   stopped beating -- a dead or frozen worker -- is ever reclaimed.
+   stopped beating -- a dead worker, or one whose event loop is blocked -- is ever reclaimed (a
+   worker's heartbeat never takes a job back from the worker that took it over).
 
 A reclaimed job runs again from the start: delivery is *at least once*, so jobs must be idempotent.
 
@@ -60,13 +61,21 @@ log = logging.getLogger("course.queue")
 QUEUE = "course:jobs"  # the stream's key
 GROUP = "course-workers"  # the consumer group every worker joins
 
-# Reset the idle time of a pending entry, but only while it is still ours: if another worker has
-# reclaimed it (we were frozen too long), or it was acknowledged, leave it alone and say so.
-_TOUCH = """
+# "touch" resets the idle time of a pending entry (XCLAIM to ourselves; JUSTID keeps the delivery
+# count), but only while the entry is still ours: a worker whose loop was blocked for too long
+# must not take back a job another worker has taken over. "ack" acknowledges the entry whoever
+# holds it now: the job is done, and the other worker's run of it is a duplicate. Both return 1
+# if the entry was ours, 0 if another worker's, -1 if it was acknowledged already.
+_PENDING_ENTRY = """
 local entry = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #entry == 0 or entry[1][2] ~= ARGV[2] then return 0 end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
-return 1
+local ours = -1
+if #entry > 0 then ours = (entry[1][2] == ARGV[2]) and 1 or 0 end
+if ARGV[4] == 'ack' then
+    redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+elseif ours == 1 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+end
+return ours
 """
 
 
@@ -100,17 +109,11 @@ class DurableStreamBroker(RedisStreamBroker):
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         """One message per request: first a job whose worker stopped beating, else a new one."""
-        cursor = "0-0"
         async with Redis(connection_pool=self.connection_pool) as redis:
             while True:
-                cursor, claimed, *_ = await redis.xautoclaim(
-                    self.queue_name, self.consumer_group_name, self.consumer_name,
-                    min_idle_time=self.idle_ms, start_id=cursor, count=1)
-                if claimed:
-                    message_id, fields = claimed[0]
-                    log.warning("reclaimed %s: its worker stopped beating for %.1f s",
-                                _text(message_id), self.redeliver_after)
-                    yield self._ackable(message_id, fields)
+                reclaimed = await self._reclaim_one(redis)
+                if reclaimed is not None:
+                    yield reclaimed
                     continue
                 fetched = await redis.xreadgroup(
                     self.consumer_group_name, self.consumer_name, {self.queue_name: ">"},
@@ -119,6 +122,22 @@ class DurableStreamBroker(RedisStreamBroker):
                     for message_id, fields in messages:
                         yield self._ackable(message_id, fields)
 
+    async def _reclaim_one(self, redis: Redis) -> AckableMessage | None:
+        """Scan the pending entries once (XAUTOCLAIM looks at a few per call) for one idle too long."""
+        cursor = "0-0"
+        while True:
+            cursor, claimed, *_ = await redis.xautoclaim(
+                self.queue_name, self.consumer_group_name, self.consumer_name,
+                min_idle_time=self.idle_ms, start_id=cursor, count=1)
+            cursor = _text(cursor)
+            if claimed:
+                message_id, fields = claimed[0]
+                log.warning("took over %s: its worker sent no heartbeat for %.1f s",
+                            _text(message_id), self.redeliver_after)
+                return self._ackable(message_id, fields)
+            if cursor == "0-0":
+                return None
+
     def _ackable(self, message_id: bytes, fields: dict) -> AckableMessage:
         beat = asyncio.create_task(self._heartbeat(message_id), name=f"heartbeat {_text(message_id)}")
         self._beats.add(beat)
@@ -126,26 +145,32 @@ class DurableStreamBroker(RedisStreamBroker):
 
         async def ack() -> None:
             beat.cancel()
-            async with Redis(connection_pool=self.connection_pool) as redis:
-                await redis.xack(self.queue_name, self.consumer_group_name, message_id)
+            ours = await self._pending_entry(message_id, "ack")
+            if ours == 0:
+                log.warning("finished %s after another worker took it over: it runs twice", _text(message_id))
+            elif ours < 0:
+                log.warning("finished %s, which another worker had finished already: it ran twice", _text(message_id))
 
         return AckableMessage(data=fields[b"data"], ack=ack)
 
+    async def _pending_entry(self, message_id: bytes, action: str) -> int:
+        async with Redis(connection_pool=self.connection_pool) as redis:
+            script = redis.register_script(_PENDING_ENTRY)
+            return await script(keys=[self.queue_name],
+                                args=[self.consumer_group_name, self.consumer_name, message_id, action])
+
     async def _heartbeat(self, message_id: bytes) -> None:
         """Keep the job's pending entry fresh while it runs here; stop if it is no longer ours."""
-        async with Redis(connection_pool=self.connection_pool) as redis:
-            touch = redis.register_script(_TOUCH)
-            while True:
-                await asyncio.sleep(self.beat_every)
-                try:
-                    ours = await touch(keys=[self.queue_name],
-                                       args=[self.consumer_group_name, self.consumer_name, message_id])
-                except Exception as exc:  # Redis away for a moment: try again at the next beat
-                    log.warning("heartbeat for %s failed: %s", _text(message_id), exc)
-                    continue
-                if not ours:
-                    log.warning("job %s is no longer ours: another worker reclaimed it", _text(message_id))
-                    return
+        while True:
+            await asyncio.sleep(self.beat_every)
+            try:
+                ours = await self._pending_entry(message_id, "touch")
+            except Exception as exc:  # Redis away for a moment: try again at the next beat
+                log.warning("heartbeat for %s failed: %s", _text(message_id), exc)
+                continue
+            if ours != 1:
+                log.warning("%s is no longer ours: another worker took it over", _text(message_id))
+                return
 
     async def shutdown(self) -> None:
         for beat in list(self._beats):
@@ -159,7 +184,9 @@ def _text(value: bytes | str) -> str:
 
 def queue_state(redis_url: str, queue_name: str = QUEUE, group: str = GROUP) -> dict:
     """What the queue holds now: ``length`` (entries in the stream), ``pending`` (delivered, not
-    acknowledged), and per consumer its pending count and idle time in ms. Synchronous, for cells."""
+    acknowledged), and per consumer its pending count and idle time in ms. Synchronous, for cells.
+
+    (Redis 7.0 lists a consumer only once it has been given a message: an idle new worker is not there.)"""
     import redis
 
     with contextlib.closing(redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)) as client:

@@ -26,7 +26,7 @@ from course.waiting import wait_until
 REDELIVER = 1.0  # seconds without a heartbeat before a live worker takes over a job
 REDELIVERY_SLACK = 2.0  # on top of REDELIVER: the reclaim poll, a worker's start, a busy 2-core machine
 WAIT = 20.0  # upper bound for things that take a second (a worker process starting on a busy machine)
-AT_ONCE = 0.5  # a POST that enqueues answers in milliseconds; a job that runs in it takes seconds
+AT_ONCE = 1.0  # a POST that enqueues answers in milliseconds; a job that runs in it takes seconds
 FINAL = ("done", "failed")
 
 
@@ -181,7 +181,7 @@ def test_restarted_web_process_answers(lesson, web, workers, redis_url, db_path)
             "and say 'running' when it starts.")
 def test_killed_worker_loses_nothing(web, workers):
     (first,) = workers(1)
-    long_job = post(web, seconds=5)
+    long_job = post(web, seconds=6)
     job = wait_job(web, long_job, lambda j: j["status"] == "running")
     assert job["status"] == "running" and job["attempts"] == 1, \
         f"the job should be running its first attempt; it reads {job}{worker_trouble([first])}"
