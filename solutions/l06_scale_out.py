@@ -21,6 +21,7 @@ Run it:  ``REDIS_URL=redis://127.0.0.1:PORT/0 uvicorn --factory lessons.l06_scal
 
 Given (reused by import, not copied): lesson 4's ``ConnectionManager`` (bounded outbox and
 writer task per client: a client that does not read is dropped) and lesson 3's Origin rule.
+So finish lessons 3 and 4 first: this lesson's app delivers through your lesson-4 manager.
 """
 
 from __future__ import annotations
