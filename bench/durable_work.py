@@ -17,6 +17,9 @@ PID; Redis is a private ``redis-server`` on a free port (``course.redis_server``
   says ``queued``, one job at a time, with one idle worker (polled every 2 ms).
 * **throughput**: ``--drain`` 0-second jobs queued first, then drained by 1 and by 2 fresh workers;
   the clock starts once every worker has joined the consumer group (start-up not counted).
+* **SQLite commits**: 200 one-row commits (``INSERT OR IGNORE`` keyed by a job id, one connection
+  each, SQLite's default journal) into one file from 1 process and from 2 processes at once: what a
+  0-second job mostly costs, and why two workers writing to one file need not be faster than one.
 """
 
 from __future__ import annotations
@@ -24,9 +27,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import multiprocessing
 import signal
+import sqlite3
 import tempfile
 import time
+import uuid
+from contextlib import closing
 from pathlib import Path
 
 from course import jobplots, targets
@@ -107,6 +114,31 @@ async def costs(lesson, redis_url: str, folder: Path, posts: int, starts: int, d
     return rows
 
 
+def _commit_rows(db_path: str, count: int) -> None:
+    for _ in range(count):
+        with closing(sqlite3.connect(db_path, timeout=10)) as db, db:
+            db.execute("CREATE TABLE IF NOT EXISTS done (job_id TEXT PRIMARY KEY, at REAL NOT NULL)")
+            db.execute("INSERT OR IGNORE INTO done (job_id, at) VALUES (?, ?)", (uuid.uuid4().hex, time.time()))
+
+
+def sqlite_commits(folder: Path, total: int = 200) -> list[dict]:
+    rows = []
+    for processes in (1, 2):
+        db_path = str(folder / f"commits-{processes}.db")
+        _commit_rows(db_path, 1)  # the table exists before the clock starts
+        started = time.perf_counter()
+        children = [multiprocessing.Process(target=_commit_rows, args=(db_path, total // processes))
+                    for _ in range(processes)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join()
+        elapsed = time.perf_counter() - started
+        rows.append({"measure": f"SQLite commits into one file, {processes} process{'es' * (processes > 1)}",
+                     "n": total, "p50 (ms)": "", "p99 (ms)": "", "result": f"{total / elapsed:.0f} commits/s"})
+    return rows
+
+
 def row(measure: str, seconds: list[float], n: int) -> dict:
     return {"measure": measure, "n": n, "p50 (ms)": f"{jobplots.percentile(seconds, 0.5) * 1000:.2f}",
             "p99 (ms)": f"{jobplots.percentile(seconds, 0.99) * 1000:.2f}", "result": ""}
@@ -126,6 +158,7 @@ async def main(options: argparse.Namespace) -> None:
             rows.append({"measure": f"jobs lost, web SIGKILLed under load, {name}", "n": result["accepted"],
                          "p50 (ms)": "", "p99 (ms)": "", "result": f"{result['lost']} of {result['accepted']} lost"})
         rows += await costs(lesson, cost_redis.url, folder, options.posts, options.starts, options.drain)
+        rows += sqlite_commits(folder)
     finally:
         stop_all_children()
         kill_redis.remove()
