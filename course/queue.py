@@ -51,6 +51,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from taskiq import AckableMessage, TaskiqEvents, TaskiqState
 from taskiq_redis import RedisStreamBroker
 
@@ -111,16 +112,26 @@ class DurableStreamBroker(RedisStreamBroker):
         """One message per request: first a job whose worker stopped beating, else a new one."""
         async with Redis(connection_pool=self.connection_pool) as redis:
             while True:
-                reclaimed = await self._reclaim_one(redis)
+                try:
+                    reclaimed = await self._reclaim_one(redis)
+                    fetched = None if reclaimed else await redis.xreadgroup(
+                        self.consumer_group_name, self.consumer_name, {self.queue_name: ">"},
+                        count=1, block=self.block, noack=False)
+                except (ConnectionError, TimeoutError, RedisError) as exc:
+                    await self._wait_for_redis(exc)
+                    continue
                 if reclaimed is not None:
                     yield reclaimed
-                    continue
-                fetched = await redis.xreadgroup(
-                    self.consumer_group_name, self.consumer_name, {self.queue_name: ">"},
-                    count=1, block=self.block, noack=False)
                 for _stream, messages in fetched or ():
                     for message_id, fields in messages:
                         yield self._ackable(message_id, fields)
+
+    async def _wait_for_redis(self, exc: Exception) -> None:
+        """Redis went away (or lost the group, e.g. restarted without persistence): wait, declare again."""
+        log.warning("queue unavailable (%s: %s); trying again", type(exc).__name__, exc)
+        await asyncio.sleep(min(1.0, self.redeliver_after / 4))
+        with contextlib.suppress(ConnectionError, TimeoutError, RedisError):
+            await self._declare_consumer_group()
 
     async def _reclaim_one(self, redis: Redis) -> AckableMessage | None:
         """Scan the pending entries once (XAUTOCLAIM looks at a few per call) for one idle too long."""
