@@ -108,7 +108,8 @@ def completions(db_path, job_id):
 @check(task=1, points=2,
        hint="POST /jobs records the job and puts a message on the queue, nothing more: it answers 202 with "
             "the job's id in milliseconds, and GET right after shows the job queued with 0 attempts "
-            "(the workers do the work, not the web process).")
+            "(the workers do the work, not the web process).",
+       nudge="TODO 1a: the record first (a worker may start the job at once), then the message; the job's sleep belongs to the worker.")
 def test_post_answers_202_at_once(web):
     ids = []
     for _ in range(3):
@@ -123,7 +124,8 @@ def test_post_answers_202_at_once(web):
             f"right after POST (no worker running) the job reads {job}"
 
 
-@check(task=1, points=1, hint="GET /jobs/{id} of an id nobody posted must answer 404, not 200 or 500.")
+@check(task=1, points=1, hint="GET /jobs/{id} of an id nobody posted must answer 404, not 200 or 500.",
+       nudge="TODO 1b: JobStore.get gives None for a job it does not know; turn that into an HTTP error.")
 def test_unknown_job_is_404(web):
     answer = web.get(f"/jobs/{uuid.uuid4().hex}")
     assert answer.status_code == status.HTTP_404_NOT_FOUND, f"an unknown job answered {answer.status_code}"
@@ -131,7 +133,8 @@ def test_unknown_job_is_404(web):
 
 @check(task=1, points=2,
        hint="Every posted job must end 'done' with 1 attempt and no error once workers run. A job that stays "
-            "'queued' never reached the queue, or a worker could not find its record.")
+            "'queued' never reached the queue, or a worker could not find its record.",
+       nudge="TODO 1a: a worker looks the job up in Redis by its id: the record must be written under the id you send.")
 def test_every_job_done(web, workers):
     children = workers(2)
     ids = [post(web, seconds=0.3) for _ in range(6)]
@@ -143,7 +146,8 @@ def test_every_job_done(web, workers):
 
 @check(task=1, points=2,
        hint="Jobs posted while no worker runs must wait in the queue and run once a worker starts: "
-            "the message is in Redis, not in the web process.")
+            "the message is in Redis, not in the web process.",
+       nudge="TODO 1a: sending the message is all the web process does; the queue keeps it until a worker asks.")
 def test_jobs_posted_before_any_worker_run_later(web, workers):
     ids = [post(web, seconds=0.1) for _ in range(3)]
     time.sleep(0.3)
@@ -156,7 +160,8 @@ def test_jobs_posted_before_any_worker_run_later(web, workers):
 
 @check(task=1, points=2,
        hint="A new web process on the same Redis must answer for every job, including the ones another web "
-            "process accepted: keep nothing about jobs in the web process's memory.")
+            "process accepted: keep nothing about jobs in the web process's memory.",
+       nudge="TODO 1b: answer from Redis on every request, not from anything the process remembers.")
 def test_restarted_web_process_answers(lesson, web, workers, redis_url, db_path):
     children = workers(1)
     ids = [post(web, seconds=0.5) for _ in range(3)]
@@ -178,7 +183,8 @@ def test_restarted_web_process_answers(lesson, web, workers, redis_url, db_path)
 @check(task=2, points=3,
        hint="When a worker is SIGKILLed mid-job, the queue hands the job to a live worker and it must "
             "end 'done' with attempts 2: count every start of a job in Redis (not a fixed number), "
-            "and say 'running' when it starts.")
+            "and say 'running' when it starts.",
+       nudge="TODO 2: Redis can add to a number stored in a hash field in one step; do it in the same transaction as the status.")
 def test_killed_worker_loses_nothing(web, workers):
     (first,) = workers(1)
     long_job = post(web, seconds=6)
@@ -208,7 +214,8 @@ def test_killed_worker_loses_nothing(web, workers):
 
 @check(task=2, points=2,
        hint="A job that runs longer than redeliver_after on a live worker must run once: 'running' while "
-            "it runs, then 'done' with attempts 1.")
+            "it runs, then 'done' with attempts 1.",
+       nudge="TODO 2: the status a client polls must change to running as the attempt starts, in the same transaction as the count.")
 def test_long_job_is_not_started_twice(web, workers):
     children = workers(2)  # one runs the job, the other is idle and watches for abandoned jobs
     job_id = post(web, seconds=3 * REDELIVER)
@@ -223,7 +230,8 @@ def test_long_job_is_not_started_twice(web, workers):
 @check(task=3, points=3,
        hint="At-least-once delivery: the same job can run twice. Its completion must still be recorded "
             "once, and the second run must end 'done' too: give the SQLite table a unique key per job "
-            "and make a second write for the same job change nothing.")
+            "and make a second write for the same job change nothing.",
+       nudge="TODO 3: a PRIMARY KEY (or UNIQUE) on the job id, and SQLite's way of skipping an insert that would break it.")
 def test_completion_recorded_once(web, workers, redis_url, db_path):
     children = workers(1)
     job_id = post(web, seconds=0.1)
@@ -241,7 +249,8 @@ def test_completion_recorded_once(web, workers, redis_url, db_path):
 
 @check(task=4, points=2,
        hint="A job that fails once must be tried again (after a short wait) and end 'done' with attempts 2 "
-            "and no error.")
+            "and no error.",
+       nudge="TODO 4: only the last allowed attempt ends the job; before that, set it back to queued, wait, and loop.")
 def test_failing_job_is_retried(web, workers):
     children = workers(1)
     job_id = post(web, seconds=0.1, fail_times=1)
@@ -253,7 +262,8 @@ def test_failing_job_is_retried(web, workers):
 @check(task=4, points=3,
        hint="A job that always fails must end 'failed' -- never silently gone, never retried forever -- with "
             "at least 3 attempts, its error text in 'error', within 30 s; and each retry must wait longer "
-            "than the one before (back off).")
+            "than the one before (back off).",
+       nudge="TODO 4: compare the attempt number with MAX_ATTEMPTS, keep the error text, and wait backoff(attempt) between tries.")
 def test_always_failing_job_ends_failed(web, workers):
     children = workers(1)
     job_id = post(web, seconds=0.1, fail_times=10)
