@@ -217,6 +217,29 @@ def test_task3_redis_restart_delivery_resumes_within_5_s_without_reconnecting(le
     run(scenario())
 
 
+@check(task=3, points=1, hint="A Redis restarted without persistence comes back with an empty stream, and its "
+       "new entries may have ids below the last id the relay saw (a clock set back, ids given by hand). After "
+       "each reconnect, ask where to read from (the lesson's resume point) instead of always reusing the last id.")
+def test_task3_a_stream_lost_in_a_restart_is_read_from_its_start(lesson, server, url, redis_server):
+    async def scenario():
+        clients = await both_workers(url, server, per_worker=1)
+        try:
+            await clients[0].send("before")
+            assert await wait_all(clients, 1, DELIVERY_WAIT), f"before the restart: {counts(clients)}"
+            await asyncio.to_thread(redis_server.restart, 0.5)
+            with redis_server.client() as direct:  # an entry older than anything the relays saw
+                direct.xadd(stream_key(lesson), {"text": "clock: set back"}, id="5-0")
+            got = await wait_all(clients, 2, 5.0)
+            assert got, (f"an entry with a lower id in the new stream never arrived: {counts(clients)} messages "
+                         f"per client")
+            assert all(feed(c)[1] == {"id": "5-0", "text": "clock: set back"} for c in clients), (
+                f"got {[feed(c)[1:] for c in clients]}")
+        finally:
+            await close_all(clients)
+
+    run(scenario())
+
+
 @check(task=1, points=2, hint="A message sent while Redis is down must not vanish: either it is delivered "
        "when Redis is back, or its sender is told ({\"error\": ...}). Do not swallow Redis' error in publish(): "
        "the endpoint reports it.")
