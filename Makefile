@@ -22,11 +22,11 @@ test: $(STAMP) $(CHROMIUM) $(REDIS_SERVER)
 	$(BIN)/python -m pytest -ra -n 2 --dist worksteal --target=solutions --grade-json=build/grade-solutions.json --durations=12
 
 # Grade lessons/, then show progress over the course and the next thing to do (NUDGE=1: a more concrete hint).
-check: $(STAMP)
+check: $(STAMP) $(REDIS_SERVER)
 	@$(BIN)/python -m course.progress $(if $(NUDGE),--nudge)
 
 # Re-grade a lesson each time it is saved (h + Enter: a nudge; q + Enter or Ctrl-C: stop).
-watch: $(STAMP)
+watch: $(STAMP) $(REDIS_SERVER)
 	@$(BIN)/python -m course.watch
 
 # Teachers: the student copy without answers (DIST=path, default dist/student), and a gradebook of
@@ -35,7 +35,7 @@ DIST ?= dist/student
 release: $(STAMP)
 	$(BIN)/python -m course.release $(DIST)
 
-gradebook: $(STAMP)
+gradebook: $(STAMP) $(REDIS_SERVER)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make gradebook SUBMISSIONS=dir [GRADEBOOK=gradebook.csv] [LESSON_TIMEOUT=s]"; exit 2; }
 	$(BIN)/python -m course.gradebook $(SUBMISSIONS) --csv $(or $(GRADEBOOK),gradebook.csv) $(if $(LESSON_TIMEOUT),--timeout $(LESSON_TIMEOUT))
 

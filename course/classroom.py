@@ -134,6 +134,8 @@ jobs:
         uses: actions/setup-python@v5
         with:
           python-version: '3.11'
+      - name: Install redis-server (the queue lessons start private instances of it)
+        run: sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
       - name: Install the course
         run: make install
 """

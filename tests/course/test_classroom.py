@@ -128,6 +128,7 @@ def test_the_workflow_is_what_github_classroom_runs_and_reads():
     steps = job["steps"]
     assert steps[0]["uses"].startswith("actions/checkout@")
     assert any(step.get("run") == "make install" for step in steps)
+    assert any("apt-get install" in step.get("run", "") and "redis-server" in step["run"] for step in steps)
     runners = [step for step in steps if "course.classroom grade" in step.get("run", "")]
     assert [step["run"].split()[-1] for step in runners] == lessons
     ids = [step["id"] for step in runners]

@@ -130,3 +130,15 @@ def test_make_check_in_the_copy_gives_stubs_zero_and_solutions_full_marks(copy, 
     assert f"Progress over the course: {total}/{top} points" in out, out[-2000:]
     first_unsolved = next(name for name in lessons if name not in solved)
     assert f"Next: lessons/{first_unsolved}.py, TODO" in out and "Hint:" in out, out[-2000:]
+
+
+def test_every_module_of_the_copys_course_package_imports_in_the_copy(copy):
+    """Nothing the copy's course/ needs was left out (the teacher-only modules, for one)."""
+    script = ("import importlib, pkgutil, course\n"
+              "names = [m.name for m in pkgutil.walk_packages(course.__path__, 'course.')]\n"
+              "for name in names:\n    importlib.import_module(name)\n"
+              "assert course.__file__.startswith(%r), course.__file__\n"
+              "print(len(names))\n") % str(copy)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=copy, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert int(proc.stdout.split()[-1]) >= 5
