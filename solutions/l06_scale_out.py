@@ -283,7 +283,7 @@ def create_app(redis_url: str | None = None, allowed_origins: Collection[str | N
         if await refuse_foreign_origin(websocket, origins):
             return
         try:
-            after_key = id_key(after) if after is not None else None
+            after_key = id_key(after) if after else None
         except ValueError:
             await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="after must be a stream id")
             return
@@ -293,6 +293,12 @@ def create_app(redis_url: str | None = None, allowed_origins: Collection[str | N
                 await _tell(websocket, {"error": "the feed has not reached Redis yet; reconnect in a moment"})
                 await websocket.close(code=status.WS_1013_TRY_AGAIN_LATER)
                 return
+            # A client coming from another worker may have seen more than our relay has read yet:
+            # give the relay a moment to get there, or the live feed would repeat what the client has.
+            for _ in range(50):
+                if after_key <= id_key(relay.last_id):
+                    break
+                await asyncio.sleep(0.02)
             try:
                 async with asyncio.timeout(CATCH_UP_TIMEOUT):
                     await catch_up(websocket, relay, after)
