@@ -68,7 +68,7 @@ async def publish(redis: aioredis.Redis, text: str) -> str:
     """Append ``text`` (already ``"<name>: <text>"``) to the stream; return the id Redis gave it.
 
     TODO 1: one ``XADD`` to ``STREAM`` with the text in a field named ``text``, letting Redis
-    pick the id (ids grow with time, so every worker sees the same order). Keep the stream
+    pick the id (each one greater than the last: the stream's order is everyone's order). Keep the stream
     bounded, about ``KEEP`` entries: ask Redis to trim it as it adds, the cheap approximate
     way (exact trimming costs more and nothing here needs it). Without a bound the stream
     grows for ever; with too small a bound a client that was away cannot catch up.
