@@ -130,10 +130,19 @@ def test_the_error_check_sees_errors_as_jupyterlab_shows_them(lab):
         page.goto(f"{lab.url}/lab/workspaces/errors?token={lab.token}")
         page.locator(".jp-LauncherCard[data-category='Console']").first.click(timeout=60_000)  # Python 3 console
         prompt = page.locator(".jp-CodeConsole-promptCell .cm-content")
+        prompt.wait_for(timeout=60_000)
+
+        def console_idle():
+            sessions = httpx.get(f"{lab.url}/api/sessions", headers=lab.headers, timeout=10).json()
+            return any(s.get("type") == "console" and (s.get("kernel") or {}).get("execution_state") == "idle"
+                       for s in sessions)
+
+        wait_until(console_idle, 60, "the console's kernel to start")
         errors = page.locator(f".jp-CodeConsole {ERROR_OUTPUTS.split(', ')[0]}")
         for n, code in enumerate(["1 / 0", "def broken(:"], start=1):
             prompt.click()
             page.keyboard.type(code)
+            wait_until(lambda: prompt.text_content().strip() == code, 10, f"{code!r} in the console's prompt", 0.1)
             page.keyboard.press("Shift+Enter")
-            errors.nth(n - 1).wait_for(timeout=60_000)
+            errors.nth(n - 1).wait_for(state="attached", timeout=120_000)
             assert is_error(errors.nth(n - 1).text_content()), errors.nth(n - 1).text_content()
