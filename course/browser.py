@@ -1,0 +1,66 @@
+"""Debian's chromium, driven by Playwright, for the browser parts of the course (the capstone).
+
+One launch for everyone: :func:`chromium` (sync, for tests; it is :func:`course.labdriver.chromium`)
+and :func:`async_chromium` (for a notebook's running event loop) both start ``/usr/bin/chromium``
+headless with ``--no-sandbox`` and no background network; Playwright never downloads a browser.
+
+:func:`missing` says, in one sentence, what is needed when the browser cannot run here;
+:func:`require` turns that into a pytest skip (no points for a graded check), or a failure in CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from collections.abc import AsyncIterator
+
+from course.labdriver import CHROMIUM, CHROMIUM_ARGS, chromium
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ConsoleErrors", "async_chromium", "chromium", "missing", "require"]
+
+
+def missing() -> str | None:
+    """None if the browser checks can run here; else what to install."""
+    if importlib.util.find_spec("playwright") is None:
+        return "the browser checks need Playwright (pip install -r requirements.txt)"
+    if not CHROMIUM.exists():
+        return (f"the browser checks need Debian's chromium at {CHROMIUM}: `sudo apt-get install chromium` "
+                "(`make test` installs it when run as root on Debian); they earn no points without it")
+    return None
+
+
+def require() -> None:
+    """In a pytest fixture or test: skip (no points) without chromium; in CI (``$CI`` set), fail instead."""
+    import pytest
+
+    reason = missing()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the browser checks: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@contextlib.asynccontextmanager
+async def async_chromium() -> AsyncIterator:
+    """The same chromium through Playwright's async API; yields the Browser, closes it at the end."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+class ConsoleErrors(list):
+    """Every console error and uncaught exception of the pages it watches: ``errors.watch(page)``.
+
+    A failed resource load (a missing favicon, a refused request) is logged by Chromium as a
+    console error too, so an empty list means the pages ran clean."""
+
+    def watch(self, page) -> None:
+        page.on("console", lambda message: message.type == "error" and self.append(f"{page.url}: {message.text}"))
+        page.on("pageerror", lambda error: self.append(f"{page.url}: uncaught {error}"))
