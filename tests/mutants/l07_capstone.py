@@ -1,0 +1,61 @@
+"""Plausible wrong answers to lesson 7, the capstone (see course.mutants); each must lose points on its check.
+
+Only the Python TODOs (1 to 3) have mutants here: course.mutants applies a mutant to
+solutions/<lesson>.py, and the JavaScript TODOs 4 and 5 live in solutions/l07_capstone.js.
+"""
+
+from course.mutants import Mutant
+
+MUTANTS = [
+    Mutant(task=1, check="test_task1_only_the_pages_own_origin_opens_the_feed",
+           why="checks that the Origin starts with the page's origin, so a longer host name or a path passes",
+           find='return parts.scheme in ("http", "https") and parts.netloc == host and origin == f"{parts.scheme}://{host}"',
+           replace='return origin.startswith(f"{parts.scheme}://{host}")'),
+    Mutant(task=1, check="test_task1_a_page_on_another_port_is_refused_in_chromium",
+           why="compares the host names only, so a page on another port of the same machine opens the feed",
+           find='return parts.scheme in ("http", "https") and parts.netloc == host and origin == f"{parts.scheme}://{host}"',
+           replace='return parts.scheme in ("http", "https") and parts.hostname == host.partition(":")[0]'),
+    Mutant(task=1, check="test_task1_only_the_pages_own_origin_opens_the_feed",
+           why="treats a handshake without Origin as the page's own",
+           find="    if SAME_ORIGIN not in allowed_origins or not origin or not host:\n        return False\n",
+           replace="    if origin is None:\n        return True\n    if SAME_ORIGIN not in allowed_origins or not host:\n"
+                   "        return False\n"),
+    Mutant(task=2, check="test_task2_the_feed_needs_the_pages_session",
+           why="trusts any session cookie that is there, without asking Redis whether the app created it",
+           find="    return bool(await sessions.redis.exists(sessions.key(token)))\n",
+           replace="    return True\n"),
+    Mutant(task=2, check="test_task2_the_feed_needs_the_pages_session",
+           why="looks the raw cookie value up in Redis instead of the session's key, so no session is ever found",
+           find="return bool(await sessions.redis.exists(sessions.key(token)))",
+           replace="return bool(await sessions.redis.exists(token))"),
+    Mutant(task=3, check="test_task3_an_upload_announced_by_two_runs_at_once_appears_once",
+           why="checks the mark and then adds the line in two separate steps, so two runs both add it",
+           find="""    while True:
+        async with redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                if await pipe.hget(key, "announced"):
+                    return None
+                pipe.multi()
+                pipe.xadd(relay_lesson.STREAM, {"text": text}, maxlen=relay_lesson.KEEP, approximate=True)
+                pipe.hset(key, "announced", "1")
+                entry_id, _ = await pipe.execute()
+                return entry_id
+            except WatchError:
+                continue
+""",
+           replace="""    if await redis.hget(key, "announced"):
+        return None
+    entry_id = await redis.xadd(relay_lesson.STREAM, {"text": text}, maxlen=relay_lesson.KEEP, approximate=True)
+    await redis.hset(key, "announced", "1")
+    return entry_id
+"""),
+    Mutant(task=3, check="test_task3_an_upload_announced_by_two_runs_at_once_appears_once",
+           why="adds the line on every run and never marks the upload as announced",
+           find='                if await pipe.hget(key, "announced"):\n                    return None\n',
+           replace=""),
+    Mutant(task=3, check="test_task3_an_upload_is_processed_and_announced_once",
+           why="adds the line to a stream of its own, which no page's feed follows",
+           find='pipe.xadd(relay_lesson.STREAM, {"text": text}, maxlen=relay_lesson.KEEP, approximate=True)',
+           replace='pipe.xadd("capstone:announcements", {"text": text}, maxlen=relay_lesson.KEEP, approximate=True)'),
+]
