@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 from course.labdriver import CHROMIUM, CHROMIUM_ARGS, chromium
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ConsoleErrors", "async_chromium", "chromium", "missing", "require"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ConsoleErrors", "async_chromium", "chromium", "launch_async", "missing", "require"]
 
 
 def missing() -> str | None:
@@ -42,13 +42,18 @@ def require() -> None:
     pytest.skip(reason)
 
 
+async def launch_async(playwright):
+    """Launch the chromium with Playwright's async API (``playwright`` from ``async_playwright().start()``)."""
+    return await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
 @contextlib.asynccontextmanager
 async def async_chromium() -> AsyncIterator:
     """The same chromium through Playwright's async API; yields the Browser, closes it at the end."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = await launch_async(playwright)
         try:
             yield browser
         finally:
