@@ -37,3 +37,13 @@ def test_malformed_regions_are_errors(broken):
 def test_solution_lines_are_the_answer_not_the_stub():
     source = "a = 1\n### SOLUTION\nb = 2\nc = 3\n### STUB\n# d = 4\n### END\ne = 5\n### SOLUTION\nf = 6\n### END\n"
     assert solution_lines(source) == [(3, "b = 2\n"), (4, "c = 3\n"), (10, "f = 6\n")]
+
+
+def test_javascript_regions_use_line_comments():
+    source = ("export function f() {\n  // ### SOLUTION\n  return 42;\n  // ### STUB\n  // return 0;\n  // ### END\n}\n")
+    stub = make_stub(source, "l99_page.js")
+    assert stub.startswith("// This is your file")
+    assert stub.endswith("export function f() {\n  return 0;\n}\n") and "42" not in stub
+    assert solution_lines(source, "l99_page.js") == [(3, "  return 42;\n")]
+    with pytest.raises(StubError):
+        make_stub("// ### SOLUTION\nx = 1;\n// ### STUB\ny = 2;\n// ### END\n", "l99_page.js")

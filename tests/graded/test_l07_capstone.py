@@ -348,7 +348,7 @@ def test_task5_the_page_reconnects_resumes_and_skips_repeats(lesson, browser, li
         page = context.new_page()
         page.goto(server.url + "/")
         try:
-            page.wait_for_function("window.got && window.got.includes('5-0')", timeout=5000)
+            page.wait_for_function("window.got && window.got.includes('5-0')", timeout=4000)
         except Exception:
             pytest.fail(f"the page did not reconnect and get the rest (asked with after={asked}, "
                         f"got {page.evaluate('window.got')})", pytrace=False)
@@ -383,7 +383,7 @@ def test_task5_a_page_whose_worker_is_killed_resumes_without_gaps_or_repeats(sta
     page_b = pages["B"]
     with redis.Redis.from_url(stack["redis_url"], decode_responses=True) as client:
         client.xadd(STREAM, entry("before-the-kill.txt"))
-        assert wait_until(lambda: lines_with(page_b, "before-the-kill.txt"), 5, interval=0.05), \
+        assert wait_until(lambda: lines_with(page_b, "before-the-kill.txt"), 4, interval=0.05), \
             "page B's feed did not show an entry published before the kill"
         victim = page_b.evaluate("window.capstone.worker")
         assert victim in stack["server"].worker_pids(), f"page B names worker {victim}, not one of the app's"
