@@ -1,8 +1,10 @@
 """Debian's chromium, driven by Playwright, for the browser parts of the course (the capstone).
 
-One launch for everyone: :func:`chromium` (sync, for tests; it is :func:`course.labdriver.chromium`)
-and :func:`async_chromium` (for a notebook's running event loop) both start ``/usr/bin/chromium``
-headless with ``--no-sandbox`` and no background network; Playwright never downloads a browser.
+One launch for everyone: :func:`chromium` (sync, for tests) and :func:`async_chromium` /
+:func:`launch_async` (for a notebook's running event loop) start ``/usr/bin/chromium`` headless with
+``--no-sandbox`` and no background network, as :mod:`course.labdriver` does (the same arguments;
+labdriver is teacher-only and not in the student copy, so this module does not import it).
+Playwright never downloads a browser.
 
 :func:`missing` says, in one sentence, what is needed when the browser cannot run here;
 :func:`require` turns that into a pytest skip (no points for a graded check), or a failure in CI.
@@ -14,8 +16,11 @@ import contextlib
 import importlib.util
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-from course.labdriver import CHROMIUM, CHROMIUM_ARGS, chromium
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium; `make test` installs it with apt-get
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ConsoleErrors", "async_chromium", "chromium", "launch_async", "missing", "require"]
 
@@ -40,6 +45,19 @@ def require() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI must run the browser checks: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def chromium():
+    """Debian's chromium through Playwright's sync API, headless; yields the Browser."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 async def launch_async(playwright):
