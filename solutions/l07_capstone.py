@@ -51,6 +51,7 @@ from starlette import status
 from starlette.concurrency import run_in_threadpool
 from taskiq import TaskiqDepends, TaskiqState, async_shared_broker
 
+import course
 from course.multipart import open_file_field
 from course.queue import DurableStreamBroker, worker_argv
 
@@ -67,8 +68,8 @@ PROCESS_STEPS = 10           # the job reports its progress this many times
 PROCESS_STEP_SECONDS = 0.05  # and works (sleeps) this long per step, so the progress is visible
 UPLOAD_DIR_ENV = "CAPSTONE_UPLOAD_DIR"  # how a queue worker learns where the uploads are
 HERE = Path(__file__).resolve().parent
-STATIC = Path(__file__).resolve().parents[1] / "course" / "capstone_static"  # the page: given, not an exercise
-LIVE_JS = HERE / "l07_capstone.js"  # YOUR page code (TODO 4 and 5)
+STATIC = Path(course.__file__).resolve().parent / "capstone_static"  # the page: given, not an exercise
+LIVE_JS = HERE / "l07_capstone.js"  # YOUR page code (its two exercises), next to this file
 
 
 # --- TODO 1: the page's own origin --------------------------------------------------------
