@@ -59,3 +59,33 @@ MUTANTS = [
            find='pipe.xadd(relay_lesson.STREAM, {"text": text}, maxlen=relay_lesson.KEEP, approximate=True)',
            replace='pipe.xadd("capstone:announcements", {"text": text}, maxlen=relay_lesson.KEEP, approximate=True)'),
 ]
+
+# The page's exercises (TODO 4 and 5) are JavaScript, in solutions/l07_capstone.js: course.mutants grades
+# MUTANTS against solutions/l07_capstone.py only, so these are graded by tests/course/test_capstone_browser.py
+# (the same machinery: a copy of solutions/ with the change applied, then the named check alone).
+PAGE_MUTANTS = [
+    Mutant(task=4, check="test_task4_reconnect_delay_backs_off_with_jitter",
+           why="doubles and caps the wait but never jitters it: every page comes back at the same instant",
+           find="return ceiling / 2 + Math.random() * (ceiling / 2);",
+           replace="return ceiling;"),
+    Mutant(task=4, check="test_task4_reconnect_delay_backs_off_with_jitter",
+           why="forgets the cap: after a long outage a page waits for hours",
+           find="const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** failures);",
+           replace="const ceiling = BACKOFF_FIRST_MS * 2 ** failures;"),
+    Mutant(task=4, check="test_task4_reconnect_delay_backs_off_with_jitter",
+           why="jitters by adding up to the whole delay again, so the first wait can be twice the first delay",
+           find="return ceiling / 2 + Math.random() * (ceiling / 2);",
+           replace="return ceiling + Math.random() * ceiling;"),
+    Mutant(task=5, check="test_task5_the_page_reconnects_resumes_and_skips_repeats",
+           why="reconnects without after=, so it gets only what comes next and misses what came meanwhile",
+           find='    if (feed.lastId !== null) url.searchParams.set("after", feed.lastId);\n',
+           replace=""),
+    Mutant(task=5, check="test_task5_the_page_reconnects_resumes_and_skips_repeats",
+           why="passes every message on, so entries a resumed connection repeats show twice",
+           find="        if (!isNewer(message.id, feed.lastId)) return;\n",
+           replace=""),
+    Mutant(task=5, check="test_task5_a_page_whose_worker_is_killed_resumes_without_gaps_or_repeats",
+           why="reports the lost connection but never connects again",
+           find="      setTimeout(connect, delay);\n",
+           replace=""),
+]
