@@ -7,7 +7,7 @@
     MUTANTS = [
         Mutant(task=2, check="test_task2_upload_is_streamed",
                why="reads the whole upload into memory before writing it",
-               find="exact text, once in solutions/lNN_topic.py; what it changes lies in a ### SOLUTION part",
+               find="exact text, once in solutions/lNN_topic.py (or .js); what it changes lies in a ### SOLUTION part",
                replace="the learner's plausible wrong version"),
     ]
 
@@ -50,7 +50,8 @@ class Mutant:
     task: int   # the TODO the learner got wrong
     check: str  # the graded check (test function name) that must lose points
     why: str    # what the learner got wrong, in words
-    find: str   # exact text, once in the solution; may reach into a marker line to be unique,
+    find: str   # exact text, once in the lesson's solution files (.py, and .js if the lesson has a page);
+    #             it may reach into a marker line to be unique,
     #             but what the mutant changes must lie inside a ### SOLUTION part
     replace: str  # the learner's version of it
 
@@ -102,32 +103,45 @@ def load_mutants(lesson: str | None = None) -> list[LessonMutant]:
     return [m for path in paths if path.exists() for m in load_file(path)]
 
 
-def solution_source(lesson: str) -> str:
-    return (SOLUTIONS / f"{lesson}.py").read_text(encoding="utf-8")
+def lesson_files(lesson: str) -> list[Path]:
+    """The solution files of a lesson: ``solutions/<lesson>.py`` and, if it has one, its ``.js`` page."""
+    return [path for path in (SOLUTIONS / f"{lesson}.py", SOLUTIONS / f"{lesson}.js") if path.exists()]
 
 
-def mutated_source(item: LessonMutant) -> str:
-    source = solution_source(item.lesson)
-    return source.replace(item.mutant.find, item.mutant.replace, 1)
+def locate(item: LessonMutant) -> list[Path]:
+    """The lesson's solution files that hold ``find`` (once each time it occurs)."""
+    found = []
+    for path in lesson_files(item.lesson):
+        found.extend([path] * path.read_text(encoding="utf-8").count(item.mutant.find))
+    return found
+
+
+def mutated_file(item: LessonMutant) -> tuple[Path, str]:
+    """(the solution file ``find`` is in, its text with the mutant applied)."""
+    path = locate(item)[0]
+    return path, path.read_text(encoding="utf-8").replace(item.mutant.find, item.mutant.replace, 1)
 
 
 def todo_numbers(lesson: str) -> set[int]:
-    """The TODO numbers a solution file mentions (``TODO 1``, ``TODO 1a`` -> 1)."""
-    return {int(n) for n in re.findall(r"\bTODO (\d+)", solution_source(lesson))}
+    """The TODO numbers a lesson's solution files mention (``TODO 1``, ``TODO 1a`` -> 1)."""
+    return {int(n) for path in lesson_files(lesson)
+            for n in re.findall(r"\bTODO (\d+)", path.read_text(encoding="utf-8"))}
 
 
-def changed_outside(source: str, mutated: str, name: str = "<solution>") -> list[int]:
+def changed_outside(source: str, mutated: str, name: str = "<solution>.py") -> list[int]:
     """Line numbers of ``source`` outside every ``### SOLUTION`` part that ``mutated`` changes.
 
-    ``find`` may reach into a marker line to be unique (``...\n        ### STUB``); what
+    ``find`` may reach into a marker line to be unique (``...\\n        ### STUB``); what
     changes must lie in the solution part. An insertion counts as inside when a solution line
     (or the region's ``### SOLUTION`` marker) is right before it or a solution line right after it.
+    ``name`` ending in ``.js`` reads ``// ### SOLUTION`` markers.
     """
-    from course.stubs import MARKER, solution_lines
+    from course.stubs import solution_lines
 
     inside = {number for number, _ in solution_lines(source, name)}
     lines = source.splitlines(keepends=True)
-    openers = {n for n, line in enumerate(lines, start=1) if (m := MARKER.match(line)) and m["kind"] == "SOLUTION"}
+    opener = re.compile(r"^\s*(//\s*)?### SOLUTION\s*$")
+    openers = {n for n, line in enumerate(lines, start=1) if opener.match(line)}
     outside = []
     matcher = difflib.SequenceMatcher(None, lines, mutated.splitlines(keepends=True), autojunk=False)
     for op, i1, i2, _, _ in matcher.get_opcodes():
@@ -143,24 +157,27 @@ def problems(item: LessonMutant) -> list[str]:
     from course.grading import graded_checks
 
     m, lesson = item.mutant, item.lesson
-    path = SOLUTIONS / f"{lesson}.py"
-    if not path.exists():
+    if not (SOLUTIONS / f"{lesson}.py").exists():
         return [f"there is no solutions/{lesson}.py"]
-    source = solution_source(lesson)
-    found = []
     if not m.find:
         return ["`find` is empty"]
-    count = source.count(m.find)
-    if count != 1:
-        found.append(f"`find` occurs {count} times in solutions/{lesson}.py; it must occur exactly once")
-    elif outside := changed_outside(source, source.replace(m.find, m.replace, 1), path.name):
-        found.append(f"the change is not inside a ### SOLUTION region (line {outside[0]} of solutions/{lesson}.py)")
+    found = []
+    places = locate(item)
+    names = " and ".join(f"solutions/{p.name}" for p in lesson_files(lesson))
+    if len(places) != 1:
+        found.append(f"`find` occurs {len(places)} times in {names}; it must occur exactly once")
+    else:
+        path, mutated = mutated_file(item)
+        source = path.read_text(encoding="utf-8")
+        if outside := changed_outside(source, mutated, path.name):
+            found.append(f"the change is not inside a ### SOLUTION region (line {outside[0]} of solutions/{path.name})")
+        if path.suffix == ".py":
+            try:
+                compile(mutated, str(path), "exec")
+            except SyntaxError as exc:
+                found.append(f"the mutated solution does not compile: {exc}")
     if m.replace == m.find:
         found.append("`replace` equals `find`: nothing changes")
-    try:
-        compile(source.replace(m.find, m.replace, 1), str(path), "exec")
-    except SyntaxError as exc:
-        found.append(f"the mutated solution does not compile: {exc}")
     try:
         checks = graded_checks(lesson)
     except FileNotFoundError:
@@ -177,7 +194,8 @@ def write_package(dest: Path, item: LessonMutant | None = None) -> Path:
     """Copy ``solutions/`` to ``dest`` (a new directory), with ``item`` applied if given."""
     shutil.copytree(SOLUTIONS, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     if item is not None:
-        (dest / f"{item.lesson}.py").write_text(mutated_source(item), encoding="utf-8")
+        path, mutated = mutated_file(item)
+        (dest / path.name).write_text(mutated, encoding="utf-8")
     return dest
 
 

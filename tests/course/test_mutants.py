@@ -101,6 +101,12 @@ def test_a_mutant_must_change_solution_lines_only(find, replace, outside):
     assert mut.changed_outside(SOURCE, SOURCE.replace(find, replace, 1)) == outside
 
 
+def test_a_page_s_javascript_regions_count_too():
+    source = "const a = 1;\n// ### SOLUTION\nconst b = 2;\n// ### STUB\n// const b = 0;\n// ### END\n"
+    assert mut.changed_outside(source, source.replace("b = 2", "b = 3"), "page.js") == []
+    assert mut.changed_outside(source, source.replace("a = 1", "a = 3"), "page.js") == [1]
+
+
 def test_the_command_line_loads_the_mutants_files():
     lesson = LESSONS_WITH_MUTANTS[0] if LESSONS_WITH_MUTANTS else solution_files()[0].stem
     proc = subprocess.run([sys.executable, "-m", "course.mutants", lesson, "-k", "no-mutant-has-this-id"],
