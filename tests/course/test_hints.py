@@ -1,7 +1,7 @@
 """Hints teach; they do not hand out the answer.
 
 Every graded check has a hint. No hint or nudge contains a line of code from a ``### SOLUTION``
-part of its lesson's solution (compared without whitespace, either quote style, trailing ``:``
+part of its lesson's solution (``.py``, and the ``.js`` page where a lesson has one) (compared without whitespace, either quote style, trailing ``:``
 or ``,`` and inline comments). Short lines (under 12 characters: ``else:``, ``return x``) and
 lines the learner's file already shows outside the exercises do not count.
 """
@@ -21,29 +21,37 @@ def squeeze(text: str) -> str:
     return re.sub(r"\s+", "", text).replace("'", '"')
 
 
-def strip_comment(line: str) -> str:
-    """``code  # comment`` -> ``code`` (a ``#`` inside quotes stays)."""
+def strip_comment(line: str, comment: str = "#") -> str:
+    """``code  # comment`` -> ``code`` (a comment marker inside quotes stays)."""
     quote = None
     for i, ch in enumerate(line):
         if quote:
             if ch == quote:
                 quote = None
-        elif ch in "'\"":
+        elif ch in "'\"`":
             quote = ch
-        elif ch == "#":
+        elif line.startswith(comment, i):
             return line[:i]
     return line
 
 
 def code_lines(lesson: str) -> dict[str, str]:
-    """{squeezed line: line} of the lesson's solution parts, minus trivial and already-visible lines."""
-    source = (SOLUTIONS / f"{lesson}.py").read_text(encoding="utf-8")
-    visible = {squeeze(strip_comment(line)).rstrip(":,;") for line in make_stub(source).splitlines()}
+    """{squeezed line: line} of the lesson's solution parts (its .py and, if any, its .js page),
+    minus trivial lines and lines the learner's file already shows."""
     found = {}
-    for _, line in solution_lines(source):
-        code = squeeze(strip_comment(line)).rstrip(":,;")
-        if len(code) >= MIN_CHARS and code not in visible and re.search(r"\w", code):
-            found[code] = line.strip()
+    for path in (SOLUTIONS / f"{lesson}.py", SOLUTIONS / f"{lesson}.js"):
+        if not path.exists():
+            continue
+        source, comment = path.read_text(encoding="utf-8"), "//" if path.suffix == ".js" else "#"
+
+        def code_of(line: str) -> str:
+            return squeeze(strip_comment(line, comment)).rstrip(":,;{")
+
+        visible = {code_of(line) for line in make_stub(source, path.name).splitlines()}
+        for _, line in solution_lines(source, path.name):
+            code = code_of(line)
+            if len(code) >= MIN_CHARS and code not in visible and re.search(r"\w", code):
+                found[code] = line.strip()
     return found
 
 
@@ -77,3 +85,4 @@ def test_the_leak_detector_sees_through_spacing_and_quotes():
     assert leaks("call jobs.update( job_id,  status='failed' ) in the except branch", lines)
     assert not leaks("record the failure in the job store", lines)
     assert strip_comment('x = "#1"  # why') == 'x = "#1"  '
+    assert strip_comment("const u = `ws://${host}`;  // why", "//") == "const u = `ws://${host}`;  "
