@@ -336,10 +336,7 @@ def test_task5_the_page_reconnects_resumes_and_skips_repeats(lesson, browser, li
         await websocket.send_text(json.dumps({"hello": {"worker": 0}}))
         for n in (2, 3, 4, 5):  # one worker's relay is behind: it repeats 2 and 3
             await websocket.send_text(json.dumps({"id": f"{n}-0", "text": f"entry {n}"}))
-        try:
-            while True:
-                await websocket.receive_text()
-        except Exception:
+        async for _ in websocket.iter_text():  # until the page goes
             pass
 
     server = live_server(fake)
