@@ -55,6 +55,7 @@ class CheckResult:
     hint: str
     task_id: int | None = None
     nudge: str | None = None
+    outcome: str = "failed"  # passed, failed, skipped (earns nothing) or error (in setup or teardown)
 
 
 @dataclass(frozen=True)
@@ -185,13 +186,17 @@ class Scorer:
         # Only a call that ran and passed earns points: a skipped or erroring check earns none.
         if report.when == "setup":
             passed = False
+            outcome = "error" if report.failed else "skipped" if report.skipped else "failed"
         elif report.when == "call":
             passed = report.passed
+            outcome = report.outcome
         else:
-            passed = key in self.results and self.results[key].passed and report.passed
+            earlier = self.results.get(key)
+            passed = earlier is not None and earlier.passed and report.passed
+            outcome = "error" if report.failed else earlier.outcome if earlier else "error"
         points = spec["points"]
         self.results[key] = CheckResult(spec["name"], passed, points if passed else 0, points, spec["hint"],
-                                        spec["task"], spec["nudge"])
+                                        spec["task"], spec["nudge"], outcome)
         self.order[key] = (spec["task"] if spec["task"] is not None else 1_000_000, spec["line"], spec["name"])
 
     def report(self) -> dict:

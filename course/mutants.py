@@ -76,6 +76,7 @@ class Graded:
     max_points: int
     failed: list[str]  # names of the check's items that failed (one, or several parameters)
     output: str
+    skipped: tuple[str, ...] = ()  # items that skipped (e.g. no browser here): they prove nothing
 
     @property
     def loses_points(self) -> bool:
@@ -232,7 +233,8 @@ def grade_check(lesson: str, check: str, package_dir: Path, workdir: Path, timeo
     if not ran:
         raise RuntimeError(f"{check} did not run\n{output[-3000:]}")
     return Graded(sum(c["points"] for c in ran), sum(c["max_points"] for c in ran),
-                  [c["name"] for c in ran if not c["passed"]], output)
+                  [c["name"] for c in ran if not c["passed"] and c.get("outcome") != "skipped"], output,
+                  tuple(c["name"] for c in ran if c.get("outcome") == "skipped"))
 
 
 def grade_mutant(item: LessonMutant, workdir: Path | None = None) -> Graded:
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ERROR    {item.id}: {exc}")
             bad += 1
             continue
-        verdict = "caught " if graded.loses_points else "MISSED "
+        verdict = "caught " if graded.loses_points else "SKIPPED" if graded.skipped else "MISSED "
         bad += not graded.loses_points
         print(f"{verdict}  {item.id}: {item.mutant.check} {graded.earned}/{graded.max_points}")
     return 1 if bad else 0

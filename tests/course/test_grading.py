@@ -131,19 +131,19 @@ def run_demo(demo: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]
     return proc, json.loads(report_path.read_text())
 
 
-EXPECTED = {  # name: (task_id, passed, points, max_points)
-    "test_answer": (1, True, 2, 2),
-    "test_param[1]": (1, True, 1, 1),
-    "test_param[2]": (1, False, 0, 1),
-    "test_setup_error": (1, False, 0, 1),
-    "test_wrong": (2, False, 0, 3),
-    "test_skipped": (2, False, 0, 1),
-    "test_untasked": (None, True, 1, 1),
+EXPECTED = {  # name: (task_id, passed, points, max_points, outcome)
+    "test_answer": (1, True, 2, 2, "passed"),
+    "test_param[1]": (1, True, 1, 1, "passed"),
+    "test_param[2]": (1, False, 0, 1, "failed"),
+    "test_setup_error": (1, False, 0, 1, "error"),
+    "test_wrong": (2, False, 0, 3, "failed"),
+    "test_skipped": (2, False, 0, 1, "skipped"),
+    "test_untasked": (None, True, 1, 1, "passed"),
 }
 
 
 def checks_of(report: dict) -> dict:
-    return {c["name"]: (c["task_id"], c["passed"], c["points"], c["max_points"])
+    return {c["name"]: (c["task_id"], c["passed"], c["points"], c["max_points"], c["outcome"])
             for c in report["lessons"]["l90_demo"]["checks"]}
 
 
