@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import secrets
+import tempfile
 import uuid
 from collections.abc import Collection
 from pathlib import Path
@@ -278,18 +279,23 @@ def worker_command(redis_url: str, db_path: Path, upload_dir: Path) -> list[str]
 
 # --- the app ----------------------------------------------------------------------------------------
 
-def create_app(upload_dir: str | Path, db_path: str | Path, redis_url: str | None = None,
+def create_app(upload_dir: str | Path | None = None, db_path: str | Path | None = None, redis_url: str | None = None,
                allowed_origins: Collection[str | None] = (SAME_ORIGIN,),
                max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
     """The capstone: lesson 6's feed app, gated, plus the page and the upload.
 
-    ``redis_url=None`` reads ``$REDIS_URL`` (so ``uvicorn --factory ... --workers 2`` runs it).
+    ``redis_url=None`` reads ``$REDIS_URL`` (so ``uvicorn --factory ... --workers 2`` runs it);
+    likewise ``upload_dir`` and ``db_path`` default to ``$CAPSTONE_UPLOAD_DIR`` and
+    ``$CAPSTONE_DB_PATH``, else ``course-capstone/`` in the temporary folder (the same for every worker).
     Only the page's own origin may open the feed by default (``SAME_ORIGIN``).
     """
     redis_url = redis_url or os.environ.get("REDIS_URL")
     if not redis_url:
         raise RuntimeError("no Redis: pass create_app(redis_url=...) or set REDIS_URL")
-    upload_dir, db_path = Path(upload_dir).resolve(), Path(db_path)
+    default = Path(tempfile.gettempdir()) / "course-capstone"
+    upload_dir = Path(upload_dir or os.environ.get(UPLOAD_DIR_ENV) or default / "uploads").resolve()
+    db_path = Path(db_path or os.environ.get("CAPSTONE_DB_PATH") or default / "uploads.db")
+    db_path.parent.mkdir(parents=True, exist_ok=True)
     upload_dir.mkdir(parents=True, exist_ok=True)
     init_db(db_path)
     app = relay_lesson.create_app(redis_url)  # WebSocket /ws?after=<id>, GET /relay, the relay in its lifespan
