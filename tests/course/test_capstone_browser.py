@@ -25,7 +25,8 @@ def test_a_skipped_check_earns_no_points():
     from course.grading import Scorer
 
     class Report:
-        nodeid, when, passed = "tests/graded/test_l07_capstone.py::x", "setup", False
+        nodeid, when, outcome = "tests/graded/test_l07_capstone.py::x", "setup", "skipped"
+        passed, failed, skipped = False, False, True
         user_properties = [("course_check", {"lesson": "l07_capstone", "name": "x", "line": 1, "points": 3,
                                              "hint": "h", "task": None, "nudge": None})]
 
