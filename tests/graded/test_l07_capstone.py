@@ -172,16 +172,18 @@ def test_task3_an_upload_is_processed_and_announced_once(stack):
              "means another run was quicker: look again.")
 def test_task3_an_upload_announced_by_two_runs_at_once_appears_once(stack, lesson):
     async def scenario():
-        client = aioredis.Redis.from_url(stack["redis_url"], decode_responses=True)
+        # Five runs, each with its own connection already open (five workers), start at the same moment.
+        clients = [aioredis.Redis.from_url(stack["redis_url"], decode_responses=True) for _ in range(5)]
         try:
-            await client.hset(f"capstone:upload:twice", mapping={"name": "twice.bin", "size": 1, "status": "done"})
+            await asyncio.gather(*(client.ping() for client in clients))
+            await clients[0].hset("capstone:upload:twice", mapping={"name": "twice.bin", "size": 1, "status": "done"})
             text = json.dumps({"kind": "processed", "upload": "twice", "name": "twice.bin", "size": 1,
                                "sha256": "0" * 64})
-            results = await asyncio.gather(*(lesson.announce_once(client, "twice", text) for _ in range(5)))
-            again = await lesson.announce_once(client, "twice", text)
+            results = await asyncio.gather(*(lesson.announce_once(client, "twice", text) for client in clients))
+            again = await lesson.announce_once(clients[0], "twice", text)
             return results, again
         finally:
-            await client.aclose()
+            await asyncio.gather(*(client.aclose() for client in clients))
 
     results, again = asyncio.run(asyncio.wait_for(scenario(), 20))
     added = [r for r in results if r]
@@ -308,7 +310,7 @@ window.feed = openFeed("/ws", { onMessage: (m) => { if (m.id) window.got.push(m.
 </script>"""
 
 
-@check(points=3, hint="TODO 5 (l07_capstone.js): when the connection drops, the page connects again by itself "
+@check(task=5, points=3, hint="TODO 5 (l07_capstone.js): when the connection drops, the page connects again by itself "
                       "and asks for what came after the last id it saw; an entry it already has (a server may "
                       "send it again) is not shown twice.")
 def test_task5_the_page_reconnects_resumes_and_skips_repeats(lesson, browser, live_server):
@@ -356,7 +358,7 @@ def test_task5_the_page_reconnects_resumes_and_skips_repeats(lesson, browser, li
         context.close()
 
 
-@check(points=2, hint="TODO 4 (l07_capstone.js): the wait before connecting again doubles after each failure "
+@check(task=4, points=2, hint="TODO 4 (l07_capstone.js): the wait before connecting again doubles after each failure "
                       "from the first delay, never exceeds the maximum, and is jittered (random, so pages that "
                       "lost the same worker do not all come back at once).")
 def test_task4_reconnect_delay_backs_off_with_jitter(stack, pages):
@@ -373,7 +375,7 @@ def test_task4_reconnect_delay_backs_off_with_jitter(stack, pages):
     assert max(by[4]) <= cap and min(by[5]) >= cap / 4, f"after many failures: {min(by[5])}..{max(by[5])} (max {cap})"
 
 
-@check(points=4, hint="TODO 5 (l07_capstone.js): when the worker holding a page's connection dies, the page "
+@check(task=5, points=4, hint="TODO 5 (l07_capstone.js): when the worker holding a page's connection dies, the page "
                       "connects again on its own (to any worker) with the last id it saw, and shows what was "
                       "published while it was away, once each, with no error in its console.")
 def test_task5_a_page_whose_worker_is_killed_resumes_without_gaps_or_repeats(stack, pages):

@@ -1,7 +1,7 @@
 """Plausible wrong answers to lesson 7, the capstone (see course.mutants); each must lose points on its check.
 
-Only the Python TODOs (1 to 3) have mutants here: course.mutants applies a mutant to
-solutions/<lesson>.py, and the JavaScript TODOs 4 and 5 live in solutions/l07_capstone.js.
+TODO 1 to 3 are in solutions/l07_capstone.py, TODO 4 and 5 in the page's solutions/l07_capstone.js
+(course.mutants finds ``find`` in either); the page's checks run in Chromium.
 """
 
 from course.mutants import Mutant
@@ -58,12 +58,7 @@ MUTANTS = [
            why="adds the line to a stream of its own, which no page's feed follows",
            find='pipe.xadd(relay_lesson.STREAM, {"text": text}, maxlen=relay_lesson.KEEP, approximate=True)',
            replace='pipe.xadd("capstone:announcements", {"text": text}, maxlen=relay_lesson.KEEP, approximate=True)'),
-]
-
-# The page's exercises (TODO 4 and 5) are JavaScript, in solutions/l07_capstone.js: course.mutants grades
-# MUTANTS against solutions/l07_capstone.py only, so these are graded by tests/course/test_capstone_browser.py
-# (the same machinery: a copy of solutions/ with the change applied, then the named check alone).
-PAGE_MUTANTS = [
+    # The page (JavaScript): TODO 4, the reconnect delay; TODO 5, reconnect and resume.
     Mutant(task=4, check="test_task4_reconnect_delay_backs_off_with_jitter",
            why="doubles and caps the wait but never jitters it: every page comes back at the same instant",
            find="return ceiling / 2 + Math.random() * (ceiling / 2);",
