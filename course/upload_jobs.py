@@ -6,9 +6,10 @@ the server picks, with a size limit); here the processing -- the SHA-256 and the
 durable job on the course's queue (:mod:`course.queue`), so a crashed or restarted process loses
 no upload:
 
-* ``POST /uploads`` (web process) streams the file part to ``upload_dir/<id>.bin``
-  (:func:`course.multipart.open_file_field`), writes a ``pending`` row, sends ``process_upload``
-  and answers 202;
+* ``POST /uploads`` (web process) streams the file part to ``upload_dir/<id>.bin`` with lesson 2's
+  own ``storage_path`` and ``save_stream`` (from the current target: your ``lessons/`` file, so
+  lesson 2's TODOs must be done first), writes a ``pending`` row, sends ``process_upload`` and
+  answers 202;
 * ``process_upload`` (worker process) hashes the file and marks the row ``done``, only if it is
   still ``pending``: running it twice changes nothing (at-least-once delivery is safe);
 * ``GET /uploads/{id}`` reads the row.
@@ -19,7 +20,6 @@ A worker: ``course.queue.worker_argv("course.upload_jobs", redis_url=..., db_pat
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sqlite3
 import time
 import uuid
@@ -33,6 +33,7 @@ from taskiq import TaskiqDepends, TaskiqState, async_shared_broker
 
 from course.multipart import open_file_field
 from course.queue import DurableStreamBroker
+from course.targets import load_lesson
 
 __all__ = ["create_app", "process_upload"]
 
@@ -55,6 +56,7 @@ def _init_db(db_path: str | Path) -> None:
 
 
 def create_app(redis_url: str, upload_dir: str | Path, db_path: str | Path, max_bytes: int = 10 * MiB) -> FastAPI:
+    lesson2 = load_lesson("l02_uploads")  # composed from lesson 2, not copied
     upload_dir = Path(upload_dir)
     upload_dir.mkdir(parents=True, exist_ok=True)
     _init_db(db_path)
@@ -74,16 +76,8 @@ def create_app(redis_url: str, upload_dir: str | Path, db_path: str | Path, max_
     async def upload(request: Request):
         _, chunks = await open_file_field(request)  # the client's filename is not needed here
         upload_id = uuid.uuid4().hex
-        path = upload_dir / f"{upload_id}.bin"  # the server picks the name
-        size = 0
-        with open(path, "xb") as out:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    out.close()
-                    path.unlink()
-                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"larger than {max_bytes} bytes")
-                await asyncio.to_thread(out.write, chunk)
+        path = lesson2.storage_path(upload_dir, upload_id)  # the server picks the name (lesson 2)
+        size = await lesson2.save_stream(chunks, path, max_bytes)  # streamed, limited, no partial file (lesson 2)
         with closing(_connect(db_path)) as db, db:
             db.execute("INSERT INTO uploads (id, path, size, status, received_at) VALUES (?, ?, ?, 'pending', ?)",
                        (upload_id, str(path), size, time.time()))
@@ -96,17 +90,9 @@ def create_app(redis_url: str, upload_dir: str | Path, db_path: str | Path, max_
             row = db.execute("SELECT id, size, status, sha256 FROM uploads WHERE id = ?", (upload_id,)).fetchone()
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id!r}")
-        return dict(row)
+        return {"id": row["id"], "size": row["size"], "status": row["status"], "sha256": row["sha256"]}
 
     return app
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(MiB):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @async_shared_broker.task(task_name="course.upload_jobs.process_upload")
@@ -116,7 +102,7 @@ async def process_upload(upload_id: str, state: TaskiqState = TaskiqDepends()) -
         row = db.execute("SELECT path FROM uploads WHERE id = ?", (upload_id,)).fetchone()
     if row is None:
         return
-    checksum = await asyncio.to_thread(_sha256, row["path"])
+    checksum = await asyncio.to_thread(load_lesson("l02_uploads").sha256_of_file, row["path"])
     with closing(_connect(state.db_path)) as db, db:
         db.execute("UPDATE uploads SET status = 'done', sha256 = ?, processed_at = ? "
                    "WHERE id = ? AND status = 'pending'", (checksum, time.time(), upload_id))
