@@ -12,9 +12,12 @@
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 
 from course.server import PortInUseError, RunningServer, captured_log, serve_in_thread, serve_on_loop, stop_all
+
+SELF_CHECK_ENV = "COURSE_SELF_CHECK"
 
 
 def target() -> str:
@@ -38,6 +41,9 @@ def grade(lesson_name: str | None = None, nudge: bool = False) -> None:
     """
     from course.grading import grade as run_grade
 
+    if os.environ.get(SELF_CHECK_ENV) == "skip":  # set by tests/course/test_notebooks.py, see there
+        print(f"(self-check skipped: ${SELF_CHECK_ENV}=skip; `make check` grades {lesson_name or 'every lesson'})")
+        return
     run_grade(lesson_name, target(), nudge=nudge)  # the table says it all; no exit code echoed into the cell
 
 

@@ -31,7 +31,14 @@ def test_two_workers_share_the_port_and_a_killed_worker_is_replaced():
         workers = server.worker_pids()
     finally:
         server.kill()
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers)
+    def gone(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    assert wait_until(lambda: all(gone(pid) for pid in workers), timeout=5), "kill() left a worker running"
+
 
 
 def test_a_factory_that_fails_is_reported_with_its_log():
