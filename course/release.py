@@ -4,11 +4,13 @@
 
 It writes, into DEST:
 
-* ``lessons/``: stubs generated afresh from ``solutions/`` (never the maintainer's edited copies);
+* ``lessons/``: stubs generated afresh from ``solutions/`` (never the maintainer's edited copies),
+  the page's ``lessons/*.js`` too (``// ### SOLUTION`` regions);
 * ``notebooks/*.ipynb`` with outputs cleared;
 * ``tests/graded/`` and ``tests/conftest.py``: the graded checks (not ``tests/course/``, not
   ``tests/mutants/``, whose wrong answers are fragments of the right ones);
-* ``course/``: the plumbing, without the teacher's tools (:data:`TEACHER_ONLY`);
+* ``course/``: the plumbing, without the teacher's tools (:data:`TEACHER_ONLY`), and the capstone's
+  page assets ``course/capstone_static/``;
 * ``requirements.txt``, ``pyproject.toml``, ``.gitignore`` as they are;
 * a student ``README.md`` and ``Makefile`` (``make lab``, ``make check``, ``make watch``) from
   ``course/templates/student/``, and ``.github/workflows/classroom.yml`` (:mod:`course.classroom`).
@@ -39,6 +41,7 @@ MARKER = ".course-release"
 # Teacher-side modules: no use to a student (and mutants lists wrong answers' targets).
 TEACHER_ONLY = {"release.py", "gradebook.py", "labdriver.py", "mutants.py", "stubs.py"}
 STUB_HEADER = "# This is your file: complete the TODOs. `make check` grades it; `make watch` re-grades it on save.\n"
+JS_STUB_HEADER = "// This is your file: complete the TODOs. `make check` grades it (the capstone's browser checks).\n"
 MIN_LINE = 16  # shorter solution lines (`break`, `return job`, `try:`) say nothing on their own
 EXCEPT_CLAUSE = re.compile(r"^except\b[^:]*:$")
 
@@ -50,7 +53,8 @@ class ReleaseError(RuntimeError):
 # ---------------------------------------------------------------- what must never ship
 
 def solution_lines(solutions: Path = ROOT / "solutions") -> dict[str, str]:
-    """Every non-trivial line inside a ``### SOLUTION`` region, stripped -> ``file:line``.
+    """Every non-trivial line inside a ``### SOLUTION`` region (``// ### SOLUTION`` in the page's
+    ``.js``), stripped -> ``file:line``.
 
     Trivial, so not searched for: lines shorter than :data:`MIN_LINE` characters; ``except ...:``
     clauses; and lines the course ships anyway: the lessons' given code and stubs (what
@@ -58,12 +62,13 @@ def solution_lines(solutions: Path = ROOT / "solutions") -> dict[str, str]:
     (a line the anti-pattern shares with the answer is not what fixes it)."""
     inside: dict[str, str] = {}
     given: set[str] = set()
-    for path in sorted(solutions.glob("l[0-9][0-9]_*.py")):
+    for path in sorted([*solutions.glob("l[0-9][0-9]_*.py"), *solutions.glob("l[0-9][0-9]_*.js")]):
         source = path.read_text(encoding="utf-8")
         given.update(line.strip() for line in stubs.make_stub(source, path.name).splitlines())
+        marker = stubs._style(path.name)[0]
         state = "code"
         for number, line in enumerate(source.splitlines(), start=1):
-            match = stubs.MARKER.match(line)
+            match = marker.match(line)
             if match:
                 state = {"SOLUTION": "solution", "STUB": "stub", "END": "code"}[match["kind"]]
             elif state == "solution":
@@ -159,10 +164,11 @@ def release(dest: Path = DEFAULT_DEST, check_leaks: bool = True) -> Path:
     # Lessons: stubs made now from the solutions, with a header that does not point at solutions/.
     (dest / "lessons").mkdir()
     _copy("lessons/__init__.py", dest)
-    for solution in stubs.solution_files():
+    for solution in stubs.solution_files() + stubs.page_files():
         stub = stubs.make_stub(solution.read_text(encoding="utf-8"), solution.name)
         first, rest = stub.split("\n", 1)
-        (dest / "lessons" / solution.name).write_text(STUB_HEADER + rest, encoding="utf-8")
+        header = JS_STUB_HEADER if solution.suffix == ".js" else STUB_HEADER
+        (dest / "lessons" / solution.name).write_text(header + rest, encoding="utf-8")
 
     (dest / "notebooks").mkdir()
     for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
@@ -180,6 +186,10 @@ def release(dest: Path = DEFAULT_DEST, check_leaks: bool = True) -> Path:
         if len(rel.parts) == 2 and rel.name in TEACHER_ONLY:
             continue
         _copy(str(rel), dest)
+    # The capstone's page (HTML, CSS, the given JavaScript) that course code serves next to lessons/*.js.
+    for path in sorted((ROOT / "course" / "capstone_static").rglob("*")):
+        if path.is_file():
+            _copy(str(path.relative_to(ROOT)), dest)
 
     for rel in ("requirements.txt", "pyproject.toml", ".gitignore"):
         _copy(rel, dest)
