@@ -8,25 +8,25 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # JupyterLab refuses to run as root unless told; only add the flag for root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
-# The browser test drives Debian's chromium; on other systems it is skipped outside CI.
+# Browser demos and checks drive Debian's chromium; without it they are skipped, except in CI.
 CHROMIUM := /usr/bin/chromium
 # The queue lessons start private redis-server processes (Debian's package); elsewhere they skip, except in CI.
 REDIS_SERVER := /usr/bin/redis-server
 
 .PHONY: lab test check report stubs clean release watch gradebook
 
-lab: $(STAMP) $(REDIS_SERVER)
+lab: $(STAMP) $(REDIS_SERVER) $(CHROMIUM)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP) $(CHROMIUM) $(REDIS_SERVER)
 	$(BIN)/python -m pytest -ra -n 2 --dist worksteal --target=solutions --grade-json=build/grade-solutions.json --durations=12
 
 # Grade lessons/, then show progress over the course and the next thing to do (NUDGE=1: a more concrete hint).
-check: $(STAMP) $(REDIS_SERVER)
+check: $(STAMP) $(REDIS_SERVER) $(CHROMIUM)
 	@$(BIN)/python -m course.progress $(if $(NUDGE),--nudge)
 
 # Re-grade a lesson each time it is saved (h + Enter: a nudge; q + Enter or Ctrl-C: stop).
-watch: $(STAMP) $(REDIS_SERVER)
+watch: $(STAMP) $(REDIS_SERVER) $(CHROMIUM)
 	@$(BIN)/python -m course.watch
 
 # Teachers: the student copy without answers (DIST=path, default dist/student), and a gradebook of
@@ -35,7 +35,7 @@ DIST ?= dist/student
 release: $(STAMP)
 	$(BIN)/python -m course.release $(DIST)
 
-gradebook: $(STAMP) $(REDIS_SERVER)
+gradebook: $(STAMP) $(REDIS_SERVER) $(CHROMIUM)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make gradebook SUBMISSIONS=dir [GRADEBOOK=gradebook.csv] [LESSON_TIMEOUT=s]"; exit 2; }
 	$(BIN)/python -m course.gradebook $(SUBMISSIONS) --csv $(or $(GRADEBOOK),gradebook.csv) $(if $(LESSON_TIMEOUT),--timeout $(LESSON_TIMEOUT))
 
@@ -49,10 +49,10 @@ stubs: $(STAMP)
 
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "Installing Debian's chromium for the browser test"; \
+		echo "Installing Debian's chromium for the browser demos and checks"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else \
-		echo "No $(CHROMIUM): the browser test will be skipped (Debian/Ubuntu: sudo apt-get install chromium)"; \
+		echo "No $(CHROMIUM): browser cells and checks will be skipped (Debian/Ubuntu: sudo apt-get install chromium)"; \
 	fi
 
 $(REDIS_SERVER):
