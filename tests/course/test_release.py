@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from course import classroom, release, stubs
+from course import classroom, progress, release, stubs
 from course.grading import ROOT
 
 
@@ -32,7 +32,7 @@ def test_the_release_holds_no_answer(tmp_path):
     assert not (dest / "tests" / "course").exists()
     assert not any((dest / "course" / name).exists() for name in release.TEACHER_ONLY)
     lines = release.solution_lines()
-    for solution in stubs.solution_files():  # every solution is searched for, so the search means something
+    for solution in stubs.solution_files() + stubs.page_files():  # each is searched for: the search means something
         assert any(where.startswith(solution.name + ":") for where in lines.values()), solution.name
     assert release.leaks(dest, lines) == []
 
@@ -65,10 +65,16 @@ def test_the_release_has_what_a_student_needs(copy):
     for notebook in (copy / "notebooks").glob("*.ipynb"):
         cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
         assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code"), notebook.name
-    for solution in stubs.solution_files():  # each lesson is the stub, whatever lessons/ holds right now
+    pages = stubs.page_files()
+    assert pages, "the capstone's page code (solutions/*.js) is part of the course"
+    for solution in stubs.solution_files() + pages:  # each lesson is the stub, whatever lessons/ holds now
         lesson = (copy / "lessons" / solution.name).read_text(encoding="utf-8")
-        assert lesson.split("\n", 1)[1] == stubs.make_stub(solution.read_text(encoding="utf-8")).split("\n", 1)[1]
+        stub = stubs.make_stub(solution.read_text(encoding="utf-8"), solution.name)
+        assert lesson.split("\n", 1)[1] == stub.split("\n", 1)[1], solution.name
         assert "solutions/" not in lesson.split("\n", 1)[0]
+    static = ROOT / "course" / "capstone_static"
+    for asset in (p for p in static.rglob("*") if p.is_file()):
+        assert (copy / asset.relative_to(ROOT)).read_bytes() == asset.read_bytes(), asset.name
     makefile = (copy / "Makefile").read_text(encoding="utf-8")
     for target in ("lab:", "check:", "watch:", "install:"):
         assert f"\n{target}" in makefile, target
@@ -99,37 +105,41 @@ def venv_shim(copy: Path) -> None:
     os.utime(copy / "requirements.txt", (stamp - 10, stamp - 10))
 
 
-def make_check(copy: Path) -> tuple[str, dict]:
+def make_check(copy: Path, *args: str) -> tuple[str, dict]:
     env = {k: v for k, v in os.environ.items() if k not in ("COURSE_TARGET", "PYTEST_ADDOPTS")}
-    proc = subprocess.run(["make", "--no-print-directory", "check"], cwd=copy, capture_output=True, text=True,
-                          timeout=600, env=env)
+    proc = subprocess.run(["make", "--no-print-directory", "check", *args], cwd=copy, capture_output=True,
+                          text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     assert "python -m venv" not in proc.stdout, "the shimmed venv was rebuilt"
     return proc.stdout, json.loads((copy / "build" / "progress.json").read_text())
 
 
 def test_make_check_in_the_copy_gives_stubs_zero_and_solutions_full_marks(copy, tmp_path):
-    """Every lesson is graded in the copy, in one `make check`: every other lesson solved (the
-    solution copied over it), the rest untouched stubs. (All stubs score 0 and all solutions full
-    marks in this checkout: test_grading.py and the graded part of `make test`; the copy's lessons
-    and graded checks are the same files, test_the_release_has_what_a_student_needs.)"""
+    """The copy's `make check` grades what the student wrote and shows progress over the whole course:
+    here lessons 1 and 3 solved (the solution copied over the stub) and lesson 2 an untouched stub,
+    graded alone (`LESSONS=...`, the quick lessons); the lessons not graded count in the total with
+    their maximum. (All stubs score 0 and all solutions full marks in this checkout: test_grading.py
+    and the graded part of `make test`; the copy's lessons and graded checks are the same files,
+    test_the_release_has_what_a_student_needs.)"""
     student = tmp_path / "student"
     shutil.copytree(copy, student)
     venv_shim(student)
-    solutions = stubs.solution_files()
-    solved = {s.stem for s in solutions[::2]}
-    for solution in solutions[::2]:
-        shutil.copy(solution, student / "lessons" / solution.name)
-    out, state = make_check(student)
+    graded = ["l01_request_cycle", "l02_uploads", "l03_websockets"]
+    solved = {"l01_request_cycle", "l03_websockets"}
+    for name in solved:
+        shutil.copy(ROOT / "solutions" / f"{name}.py", student / "lessons" / f"{name}.py")
+    out, state = make_check(student, f"LESSONS={' '.join(graded)}")
     lessons = [p.stem.removeprefix("test_") for p in sorted((student / "tests" / "graded").glob("test_l*.py"))]
-    assert sorted(state["lessons"]) == lessons
+    assert set(graded) < set(lessons)
+    assert sorted(state["lessons"]) == graded, "LESSONS grades those lessons and only those"
     scores = {name: (e["score"], e["max_score"]) for name, e in state["lessons"].items()}
     for name, (score, most) in scores.items():
         assert most > 0 and score == (most if name in solved else 0), scores
-    total, top = sum(s for s, _ in scores.values()), sum(m for _, m in scores.values())
+    total = sum(s for s, _ in scores.values())
+    top = sum(m for _, m in scores.values()) + sum(progress.max_points(n) for n in lessons if n not in graded)
     assert f"Progress over the course: {total}/{top} points" in out, out[-2000:]
-    first_unsolved = next(name for name in lessons if name not in solved)
-    assert f"Next: lessons/{first_unsolved}.py, TODO" in out and "Hint:" in out, out[-2000:]
+    assert "not graded yet" in out, out[-2000:]
+    assert "Next: lessons/l02_uploads.py, TODO" in out and "Hint:" in out, out[-2000:]
 
 
 def test_every_module_of_the_copys_course_package_imports_in_the_copy(copy):
