@@ -136,6 +136,14 @@ jobs:
           python-version: '3.11'
       - name: Install redis-server (the queue lessons start private instances of it)
         run: sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+      - name: Chromium at /usr/bin/chromium (the capstone's browser checks; they fail in CI without it)
+        # GitHub's Ubuntu runners ship a Chromium build linked at /usr/bin/chromium. Ubuntu's own
+        # `chromium`/`chromium-browser` packages are only wrappers around the snap, so apt-get is the
+        # fallback for Debian-based runners, where `chromium` is the real browser.
+        run: >-
+          test -x /usr/bin/chromium
+          || (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium);
+          /usr/bin/chromium --version
       - name: Install the course
         run: make install
 """

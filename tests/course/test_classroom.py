@@ -129,6 +129,10 @@ def test_the_workflow_is_what_github_classroom_runs_and_reads():
     assert steps[0]["uses"].startswith("actions/checkout@")
     assert any(step.get("run") == "make install" for step in steps)
     assert any("apt-get install" in step.get("run", "") and "redis-server" in step["run"] for step in steps)
+    browser = [step for step in steps if "/usr/bin/chromium" in step.get("run", "")]
+    assert browser and "apt-get install" in browser[0]["run"] and "chromium" in browser[0]["run"].split("install")[-1]
+    assert steps.index(browser[0]) < min(steps.index(step) for step in steps if "course.classroom grade" in
+                                         step.get("run", "")), "the browser checks run in CI: chromium first"
     runners = [step for step in steps if "course.classroom grade" in step.get("run", "")]
     assert [step["run"].split()[-1] for step in runners] == lessons
     ids = [step["id"] for step in runners]
