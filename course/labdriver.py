@@ -11,8 +11,9 @@ session of its own (make, jupyter and the kernels it starts are one process grou
 together by that group's id), waits until the server answers, and stops it at the end. The
 test's JupyterLab workspaces and settings stay in ``tmp_path``, not in ``~/.jupyter``.
 
-:func:`chromium` launches Debian's chromium (``/usr/bin/chromium``) through Playwright, headless,
-with no sandbox and no background network; Playwright never downloads a browser of its own.
+:func:`chromium` is :func:`course.browser.chromium` (re-exported here): Debian's chromium
+(``/usr/bin/chromium``) through Playwright, headless, with no sandbox and no background network;
+course/browser.py is the one home of its launch arguments.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from pathlib import Path
 
 import httpx
 
+from course.browser import CHROMIUM, CHROMIUM_ARGS, chromium
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "course-test-token"
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium; `make test` installs it with apt-get
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "Lab", "LabStartError", "chromium", "free_port", "running_lab"]
 
 
 class LabStartError(RuntimeError):
@@ -116,15 +117,3 @@ def running_lab(tmp_path: Path, env: dict | None = None, timeout: float = 60,
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
 
-
-@contextlib.contextmanager
-def chromium():
-    """Debian's chromium through Playwright, headless; yields the Browser."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()

@@ -3,7 +3,9 @@
 For notebooks 01 and 04: open it, run every cell through JupyterLab's own menu (Run > Run All
 Cells), wait until every code cell has run and the kernel is idle, then require no traceback in
 any cell's output (except cells tagged `raises-exception`, which raise on purpose) and an image
-for every cell that draws a plot. The lab runs against the solutions (COURSE_TARGET=solutions).
+for every cell that draws a plot. The lab runs against the solutions (COURSE_TARGET=solutions), and
+each notebook's self-check cell only says it was skipped (COURSE_SELF_CHECK=skip): the graded suite
+grades the solutions.
 """
 
 import json
@@ -70,7 +72,7 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.5):
 def lab(tmp_path_factory):
     """`make lab` on a copy of notebooks/ (what the cells write stays there), against the solutions."""
     before = {path.name: path.read_bytes() for path in NOTEBOOKS}
-    with running_lab(tmp_path_factory.mktemp("lab"), env={"COURSE_TARGET": "solutions"},
+    with running_lab(tmp_path_factory.mktemp("lab"), env={"COURSE_TARGET": "solutions", "COURSE_SELF_CHECK": "skip"},
                      copy_notebooks=True) as running:
         listing = httpx.get(f"{running.url}/api/contents/", headers=running.headers, timeout=10).json()
         assert {item["name"] for item in listing["content"]} >= {path.name for path in NOTEBOOKS}
