@@ -32,6 +32,7 @@ import watchfiles
 from course import grading, progress, targets
 
 TIMEOUT = 300.0  # seconds for one lesson's grading
+ARM_MS = 200  # watchfiles' quiet timeout: the first one says the watcher is armed (see Watcher.run)
 LESSON_FILE = re.compile(r"^l\d\d_\w+\.py$")
 PROMPT = "Watching {where}: save a lesson file to re-grade it.  h + Enter: a nudge;  q + Enter or Ctrl-C: stop."
 
@@ -137,6 +138,16 @@ class Watcher:
                 names.append(Path(path).stem)
         return names
 
+    def mtimes(self) -> dict[str, int]:
+        """Each lesson file's modification time (ns), to see a save the watcher was not armed for."""
+        out = {}
+        for lesson in self.lessons:
+            try:
+                out[lesson] = (self.folder / f"{lesson}.py").stat().st_mtime_ns
+            except OSError:
+                pass
+        return out
+
     def stale(self) -> list[str]:
         state = progress.load_state()["lessons"]
         out = []
@@ -151,6 +162,7 @@ class Watcher:
         if keys is not None:
             threading.Thread(target=self.read_keys, args=(keys,), daemon=True).start()
         try:
+            saved = self.mtimes()  # before any grading: a save from now on is graded (again) once armed
             todo = self.stale() if initial else []
             if todo:
                 self.say(f"Grading {', '.join(todo)} first ...")
@@ -158,10 +170,23 @@ class Watcher:
                 self.show(todo[-1], report)
             else:
                 self.show("", None)
-            self.prompt()
+            armed = False
+            # watchfiles.watch() is a generator: its watcher (RustNotify) is only created at the first
+            # next(), so a file saved before that is never reported. yield_on_timeout gives control back
+            # once the watcher is armed (an empty set after ARM_MS of quiet): only then say "Watching",
+            # and grade what was saved since the watcher started (during the first grading, say).
             for changes in watchfiles.watch(self.folder, stop_event=self.stop, debounce=200, step=50,
+                                            rust_timeout=ARM_MS, yield_on_timeout=True,
                                             raise_interrupt=False, recursive=False):
-                for lesson in self.changed_lessons(changes):
+                lessons = self.changed_lessons(changes)
+                if not armed:
+                    armed = True
+                    now = self.mtimes()
+                    lessons += [name for name in self.lessons if now.get(name) != saved.get(name)
+                                and name not in lessons]
+                    if not lessons:
+                        self.prompt()
+                for lesson in lessons:
                     self.say(f"\n{lesson}.py changed: grading ...")
                     self.show(lesson, self.grade([lesson]))
                     self.prompt()

@@ -101,3 +101,48 @@ def test_watch_regrades_a_saved_lesson_gives_a_nudge_on_request_and_stops_on_ctr
         proc.stdin.close()
         out.reader.join(5)
         proc.stdout.close()
+
+
+def test_a_save_before_the_watcher_is_armed_is_graded_and_watching_is_said_only_once_armed(tmp_path, monkeypatch):
+    """The race behind a once-missed save under load: watchfiles creates its watcher only at the
+    generator's first next(). Here the file is saved exactly then, before the watcher exists (the
+    worst moment, made deterministic): it is still graded, and "Watching" comes only after."""
+    from io import StringIO
+
+    import watchfiles
+
+    from course import watch
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    lesson_file = folder / f"{LESSON}.py"
+    lesson_file.write_text("# v1\n", encoding="utf-8")
+    real_watch = watchfiles.watch
+
+    def watch_saving_first(*args, **kwargs):
+        time.sleep(0.05)  # a coarse filesystem clock must see a new mtime
+        lesson_file.write_text("# v2, saved before the watcher was armed\n", encoding="utf-8")
+        yield from real_watch(*args, **kwargs)
+
+    monkeypatch.setattr(watch.watchfiles, "watch", watch_saving_first)
+    out = StringIO()
+    watcher = watch.Watcher(str(folder), out=out)
+    graded = []
+
+    def fake_grade(lessons):
+        graded.extend(lessons)
+        watcher.stop.set()
+        return None
+
+    monkeypatch.setattr(watcher, "grade", fake_grade)
+    monkeypatch.setattr(watcher, "show", lambda lesson, report: None)
+    timer = threading.Timer(30, watcher.stop.set)  # a bound on the test, never reached when it works
+    timer.start()
+    try:
+        assert watcher.run(initial=False, keys=None) == 0
+    finally:
+        timer.cancel()
+    assert graded == [LESSON], out.getvalue()
+    text = out.getvalue()
+    assert f"{LESSON}.py changed: grading" in text
+    assert text.index(f"{LESSON}.py changed: grading") < text.index("Watching"), text
