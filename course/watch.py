@@ -2,7 +2,7 @@
 
     python -m course.watch [--target lessons|solutions|DIR] [--no-initial]
 
-It watches the lesson files (``lessons/lNN_*.py``, with watchfiles). When one is saved, it grades
+It watches the lesson files (``lessons/lNN_*.py``, and the capstone's ``lessons/lNN_*.js``, with watchfiles). When one is saved, it grades
 that lesson in a fresh process (so the new code counts, and a crash or a hang in it cannot take
 the watcher down: :func:`course.progress.run_capped`, time limit :data:`TIMEOUT`), then shows
 
@@ -33,7 +33,7 @@ from course import grading, progress, targets
 
 TIMEOUT = 300.0  # seconds for one lesson's grading
 ARM_MS = 200  # watchfiles' quiet timeout: the first one says the watcher is armed (see Watcher.run)
-LESSON_FILE = re.compile(r"^l\d\d_\w+\.py$")
+LESSON_FILE = re.compile(r"^l\d\d_\w+\.(py|js)$")  # the capstone's page code (lNN_*.js) is graded with its lesson
 PROMPT = "Watching {where}: save a lesson file to re-grade it.  h + Enter: a nudge;  q + Enter or Ctrl-C: stop."
 
 
@@ -142,10 +142,11 @@ class Watcher:
         """Each lesson file's modification time (ns), to see a save the watcher was not armed for."""
         out = {}
         for lesson in self.lessons:
-            try:
-                out[lesson] = (self.folder / f"{lesson}.py").stat().st_mtime_ns
-            except OSError:
-                pass
+            for suffix in (".py", ".js"):
+                try:
+                    out[lesson + suffix] = (self.folder / f"{lesson}{suffix}").stat().st_mtime_ns
+                except OSError:
+                    pass
         return out
 
     def stale(self) -> list[str]:
@@ -182,8 +183,8 @@ class Watcher:
                 if not armed:
                     armed = True
                     now = self.mtimes()
-                    lessons += [name for name in self.lessons if now.get(name) != saved.get(name)
-                                and name not in lessons]
+                    lessons += [name for name in self.lessons if name not in lessons and any(
+                        now.get(name + suffix) != saved.get(name + suffix) for suffix in (".py", ".js"))]
                     if not lessons:
                         self.prompt()
                 for lesson in lessons:
