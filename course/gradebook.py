@@ -4,7 +4,8 @@
     make gradebook SUBMISSIONS=dir [GRADEBOOK=path] [LESSON_TIMEOUT=s]
 
 ``SUBMISSIONS`` holds one folder per student (a clone of their classroom repository, say). Only
-each student's ``lessons/<lesson>.py`` is taken: it is graded against the course's OWN pristine
+each student's ``lessons/`` files are taken (``lNN_*.py`` and the page code ``lNN_*.js``; lessons
+build on the student's own earlier ones): they are graded against the course's OWN pristine
 tree (the student release: :mod:`course.release`, so ``course/``, ``tests/graded`` and
 ``tests/conftest.py`` as the teacher has them, no solutions), never against the student's tests
 or plumbing.
@@ -62,6 +63,13 @@ def _pristine(dest: Path) -> Path:
     return release.release(dest, check_leaks=False)  # never handed out: only the student's file is added
 
 
+def _student_lesson_files(student_dir: Path) -> list[Path]:
+    """The student's lesson files (``lNN_*.py`` and page code ``lNN_*.js``): regular files of sane size."""
+    folder = student_dir / "lessons"
+    return [path for pattern in ("l[0-9][0-9]_*.py", "l[0-9][0-9]_*.js") for path in sorted(folder.glob(pattern))
+            if path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_FILE]
+
+
 def grade_lesson(student_dir: Path, lesson: str, pristine: Path, work_root: Path, timeout: float,
                  python: str = sys.executable) -> LessonGrade:
     most = progress.max_points(lesson)
@@ -74,12 +82,20 @@ def grade_lesson(student_dir: Path, lesson: str, pristine: Path, work_root: Path
         return LessonGrade(0, most, note="lesson file too large: not graded")
     code = source.read_bytes()
     stub = pristine / "lessons" / f"{lesson}.py"
-    if _body(code) == _body(stub.read_bytes()):  # the header line differs between releases
+    page = student_dir / "lessons" / f"{lesson}.js"
+    page_stub = pristine / "lessons" / f"{lesson}.js"
+    page_untouched = not page_stub.exists() or not page.is_file() or _body(page.read_bytes()) == _body(page_stub.read_bytes())
+    if _body(code) == _body(stub.read_bytes()) and page_untouched:  # the header line differs between releases
         return LessonGrade(0, most, note="untouched stub")
     work = Path(tempfile.mkdtemp(prefix=f"{lesson}-", dir=work_root))
     try:
         tree = work / "course"
         shutil.copytree(pristine, tree, ignore=shutil.ignore_patterns(".github", "notebooks", "__pycache__"))
+        # Lessons build on each other (lesson 7 imports 2, 5 and 6; lesson 4 imports 3), and lesson 7
+        # has page code: the student's other lesson files come along, so a lesson is graded on top of
+        # the student's own earlier work. Only what the graded lesson imports runs.
+        for own in _student_lesson_files(student_dir):
+            (tree / "lessons" / own.name).write_bytes(own.read_bytes())
         (tree / "lessons" / f"{lesson}.py").write_bytes(code)
         report_path = work / f"report-{os.urandom(6).hex()}.json"
         env = {k: v for k, v in os.environ.items() if k not in ("COURSE_TARGET", "PYTHONPATH", "PYTEST_ADDOPTS")}

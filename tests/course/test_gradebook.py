@@ -116,3 +116,17 @@ def test_make_gradebook_passes_its_settings_on():
                              text=True, timeout=30)
     assert "-m course.gradebook subs --csv gradebook.csv" in default.stdout
     assert gradebook.LESSON_TIMEOUT >= 120
+
+
+def test_a_lesson_is_graded_on_top_of_the_students_own_earlier_lessons(tmp_path):
+    """Lesson 4 imports lesson 3's Origin rule: the student's own lesson 3 is the one that runs."""
+    lessons = tmp_path / "subs" / "ida" / "lessons"
+    lessons.mkdir(parents=True)
+    marker = tmp_path / "ida-l03-imported"
+    own_l03 = (ROOT / "solutions" / "l03_websockets.py").read_text(encoding="utf-8")
+    (lessons / "l03_websockets.py").write_text(f"{own_l03}\nimport pathlib\npathlib.Path({str(marker)!r}).touch()\n")
+    (lessons / "l04_broadcast.py").write_text((ROOT / "solutions" / "l04_broadcast.py").read_text(encoding="utf-8"))
+    pristine = release.release(tmp_path / "pristine", check_leaks=False)
+    grade = gradebook.grade_lesson(lessons.parent, "l04_broadcast", pristine, tmp_path, timeout=120)
+    assert grade.score == grade.max_score == progress.max_points("l04_broadcast"), grade
+    assert marker.exists(), "lesson 4 was graded on the stub of lesson 3, not on the student's own"
