@@ -241,3 +241,13 @@ def test_grade_from_a_notebook_passes_the_target_and_the_nudge(monkeypatch, caps
     assert "--nudge" not in seen[1]
     assert seen[0][3].endswith("test_l01_request_cycle.py")
     assert "table" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("lesson", [lesson_of(p) for p in graded_files()])
+def test_every_todo_is_graded_and_every_task_is_a_todo(lesson):
+    from course.mutants import todo_numbers
+
+    todos = todo_numbers(lesson)
+    tasks = {spec.task for spec in graded_checks(lesson).values() if spec.task is not None}
+    assert todos - tasks == set(), f"{lesson}: TODOs no check grades (no @check(task=N)): {sorted(todos - tasks)}"
+    assert tasks - todos == set(), f"{lesson}: checks name tasks the solution has no TODO for: {sorted(tasks - todos)}"
