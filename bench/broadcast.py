@@ -45,7 +45,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import importlib
 import logging
 import multiprocessing
 import os
@@ -95,11 +94,12 @@ def serve(kind: str, target: str, profile: int = 0) -> None:
         return
     import course
     from course.specimens.usual_broadcast import create_usual_app
+    from course.targets import load_lesson
 
     if kind == "usual":
         app = create_usual_app()
     else:
-        lesson = importlib.import_module(f"{target}.l04_broadcast")
+        lesson = load_lesson("l04_broadcast", target)
         logging.getLogger(lesson.__name__).setLevel(logging.ERROR)  # "dropping a client" is expected here
         app = lesson.create_app()
         if kind == "lesson-untimed":  # where the time goes: the same manager, its sends without a time limit
@@ -385,7 +385,7 @@ def main() -> int:
     parser.add_argument("--client-procs", type=int, default=3, help="processes the N clients are spread over")
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(DEFAULT_KINDS))
     parser.add_argument("--no-stuck", action="store_true", help="skip the runs with a stuck client")
-    parser.add_argument("--target", choices=("solutions", "lessons"), default="solutions")
+    parser.add_argument("--target", default="solutions", help="solutions (default), lessons or a directory")
     parser.add_argument("--profile", type=int, default=0, metavar="TOP",
                         help="run uvicorn servers under cProfile; print their TOP functions by own time")
     parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)

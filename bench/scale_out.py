@@ -40,6 +40,8 @@ import sys
 import time
 from pathlib import Path
 
+from course import targets
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -152,7 +154,7 @@ async def restart_losses(package: str, seconds: float, down_for: float, interval
 
     from course.redis_server import start_redis
 
-    lesson = importlib.import_module(f"{package}.l06_scale_out")
+    lesson = targets.load_lesson("l06_scale_out", package)
     logging.getLogger(lesson.__name__).setLevel(logging.ERROR)  # "Redis is unreachable" is the point here
     server = await asyncio.to_thread(start_redis, "bench-scale-out-restart")
     try:
@@ -214,7 +216,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--round-timeout", type=float, default=5.0)
     parser.add_argument("--client-procs", type=int, default=3, help="processes the N clients are spread over")
-    parser.add_argument("--target", choices=("solutions", "lessons"), default="solutions")
+    parser.add_argument("--target", default="solutions", help="solutions (default), lessons or a directory")
     parser.add_argument("--only-restart", action="store_true", help="skip part 1")
     parser.add_argument("--restart-seconds", type=float, default=4.0)
     parser.add_argument("--down-for", type=float, default=1.0)
@@ -228,7 +230,7 @@ def main() -> int:
     if not args.only_restart:
         redis_server = start_redis("bench-scale-out")
         try:
-            rows = run_part1(args, redis_server.url, args.target)
+            rows = run_part1(args, redis_server.url, targets.package(args.target))
         finally:
             redis_server.remove()
     losses = asyncio.run(restart_losses(args.target, args.restart_seconds, args.down_for, 0.002))
