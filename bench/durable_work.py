@@ -102,10 +102,7 @@ async def costs(lesson, redis_url: str, folder: Path, posts: int, starts: int, d
     for count in (1, 2):
         for worker in workers:
             worker.stop()
-        done, _ = jobplots.acknowledged(redis_url)
-        await jobplots.post_jobs(web.url, [{"seconds": 0}] * drain)
-        result = jobplots.drain_rate(redis_url, done + drain, lambda: start(count, f"bench-rate{count}"),
-                                     new_consumers=count)
+        result = await jobplots.drain_rate(redis_url, web.url, drain, lambda: start(count, f"bench-rate{count}"))
         workers = result["workers"]
         rows.append({"measure": f"throughput, 0-second jobs, {count} worker{'s' * (count > 1)}",
                      "n": result["jobs"], "p50 (ms)": "", "p99 (ms)": "", "result": f"{result['jobs_per_s']:.0f} jobs/s"})

@@ -61,6 +61,7 @@ log = logging.getLogger("course.queue")
 
 QUEUE = "course:jobs"  # the stream's key
 GROUP = "course-workers"  # the consumer group every worker joins
+READY_LOG = "listening"  # the worker's start-up log line ends with it (course.jobplots.drain_rate waits for it)
 
 # "touch" resets the idle time of a pending entry (XCLAIM to ourselves; JUSTID keeps the delivery
 # count), but only while the entry is still ours: a worker whose loop was blocked for too long
@@ -268,8 +269,8 @@ def main(argv: list[str] | None = None) -> None:
         "--log-level", options.log_level,
     ])
     args.broker = broker  # taskiq takes a broker instance here as well as an import path
-    log.info("worker %s: %s, redeliver after %.2f s, %d at once",
-             broker.consumer_name, options.module, options.redeliver_after, options.concurrency)
+    log.info("worker %s: %s, redeliver after %.2f s, %d at once; %s",
+             broker.consumer_name, options.module, options.redeliver_after, options.concurrency, READY_LOG)
     start_listen(args)
 
 

@@ -279,5 +279,7 @@ def test_always_failing_job_ends_failed(web, workers):
         f"the failed job's error should be a short text saying what went wrong; it is {job['error']!r}"
     starts = [next(t for t, j in seen if j["attempts"] >= n) for n in (1, 2, 3)]
     waits = [later - earlier for earlier, later in zip(starts, starts[1:])]
-    assert waits[0] >= 0.2 and waits[1] >= waits[0] + 0.2, \
+    # The waits are seen by polling a busy machine, so each may come out a few tenths of a second
+    # long or short: a retry at once (~0.1 s) fails; the lesson's 0.5 s then 1 s passes.
+    assert waits[0] >= 0.3 and waits[1] >= max(0.7, waits[0] - 0.1), \
         f"the retries started {', '.join(f'{w:.2f}' for w in waits)} s after the attempt before: back off"
