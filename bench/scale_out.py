@@ -30,33 +30,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import logging
 import os
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
 
-from course import targets
+from course import fanout, targets
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def _broadcast_bench():
-    """bench/broadcast.py's lean clients and measurement loop, loaded as a module (no copy)."""
-    name = "course_bench_broadcast"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "broadcast.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # the spawned client processes unpickle its functions by this name
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-bb = _broadcast_bench()  # at import, so that spawned client processes (which import this file) find it too
 
 SERVER_SETTINGS = {"ws_ping_interval": None, "ws_per_message_deflate": False, "timeout_graceful_shutdown": 1}
 
@@ -64,9 +48,9 @@ SERVER_SETTINGS = {"ws_ping_interval": None, "ws_per_message_deflate": False, "t
 # ---------------------------------------------------------------- part 1: time until all clients have it
 
 async def time_to_all(server, clients: int, rounds: int, round_timeout: float, client_procs: int) -> dict:
-    result = await bb.measure(server.port, server.worker_pids()[0], clients, rounds, False, round_timeout,
+    result = await fanout.measure(server.port, server.worker_pids()[0], clients, rounds, False, round_timeout,
                               client_procs)
-    return bb.summary(result)
+    return fanout.summary(result)
 
 
 def run_part1(args, redis_url: str, package: str) -> list[dict]:
@@ -89,7 +73,7 @@ def run_part1(args, redis_url: str, package: str) -> list[dict]:
             finally:
                 server.stop()
             rows.append({"clients": clients, "server": label, **row})
-            print(f"  done: N={clients:<5} {label:22} {row['note']}; {bb.load()}", flush=True)
+            print(f"  done: N={clients:<5} {label:22} {row['note']}; {fanout.load()}", flush=True)
     return rows
 
 
@@ -102,7 +86,7 @@ def print_part1(rows: list[dict], args) -> None:
                     None)
         ratio = (f"{row['median'] / base['median']:.2f}x" if base and None not in (row["median"], base["median"])
                  else "-")
-        print(f"{row['clients']:>5}  {row['server']:22} {bb.ms(row['median']):>9} {bb.ms(row['p99']):>8} "
+        print(f"{row['clients']:>5}  {row['server']:22} {fanout.ms(row['median']):>9} {fanout.ms(row['p99']):>8} "
               f"{ratio:>21}  {row['note']}")
 
 
@@ -221,11 +205,11 @@ def main() -> int:
     parser.add_argument("--restart-seconds", type=float, default=4.0)
     parser.add_argument("--down-for", type=float, default=1.0)
     args = parser.parse_args()
-    bb.raise_open_file_limit(max(args.clients) * 2 + 256)
+    fanout.raise_open_file_limit(max(args.clients) * 2 + 256)
 
     from course.redis_server import start_redis
 
-    print(f"{os.cpu_count()} CPUs, {bb.load()} at the start; target: {args.target}", flush=True)
+    print(f"{os.cpu_count()} CPUs, {fanout.load()} at the start; target: {args.target}", flush=True)
     rows = []
     if not args.only_restart:
         redis_server = start_redis("bench-scale-out")
@@ -239,7 +223,7 @@ def main() -> int:
     print_part2(losses, args.down_for)
     if max(os.getloadavg()) > (os.cpu_count() or 1):
         print("\nThis machine is busy (load average above its CPU count): the times are noisy.")
-    print(bb.load(), "at the end")
+    print(fanout.load(), "at the end")
     return 0
 
 

@@ -18,6 +18,7 @@ Clients, probes and plots
                                typed by hand, a byte-counting proxy
 * :mod:`course.sseclients`     a server-sent events client that keeps keep-alive comments and raw lines
 * :mod:`course.uploads`        upload bodies (raw, large streamed, chunked), memory/disk/wait measurements
+* :mod:`course.fanout`         lean WebSocket clients over several processes, timing a broadcast to all (benches)
 * :mod:`course.relay`          lesson 6's probes: which worker holds a client, time until all clients have a message
 * :mod:`course.jobplots`       jobs seen from the client: post, watch, time them, draw their timeline
 * :mod:`course.browser`        Debian's chromium through Playwright; skip, or fail in CI, without it
