@@ -36,12 +36,20 @@ from typing import Any
 
 import psutil
 
-__all__ = ["Child", "ChildServer", "ChildStartupError", "running_children", "serve_in_child", "start_child",
-           "stop_all_children"]
+__all__ = ["Child", "ChildServer", "ChildStartupError", "free_port", "running_children", "serve_in_child",
+           "start_child", "stop_all_children"]
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
 _FACTORY_ENV, _KWARGS_ENV = "COURSE_CHILD_FACTORY", "COURSE_CHILD_KWARGS"
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that is free right now, for a program that cannot bind port 0 and report it
+    (redis-server, JupyterLab)."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
 
 
 class ChildStartupError(RuntimeError):

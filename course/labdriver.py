@@ -22,7 +22,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from pathlib import Path
 import httpx
 
 from course.browser import CHROMIUM, CHROMIUM_ARGS, chromium
+from course.children import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "course-test-token"
@@ -40,12 +40,6 @@ __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "Lab", "LabStartError", "chromium", "fre
 
 class LabStartError(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from course.children import Child, start_child
+from course.children import Child, free_port, start_child
 
 __all__ = ["RedisServer", "RedisUnavailable", "redis_server_path", "start_redis"]
 
@@ -37,12 +37,6 @@ def redis_server_path() -> str | None:
     """Where ``redis-server`` is, or None."""
     return shutil.which("redis-server") or next(
         (p for p in ("/usr/bin/redis-server", "/usr/local/bin/redis-server") if os.access(p, os.X_OK)), None)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 class RedisServer:
@@ -158,7 +152,7 @@ def start_redis(name: str = "redis", *, persistence: bool = False, port: int = 0
     owns = directory is None
     folder = Path(tempfile.mkdtemp(prefix=f"course-redis-{name}-")) if owns else Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    server = RedisServer(name, port or _free_port(), folder, persistence, owns_directory=owns)
+    server = RedisServer(name, port or free_port(), folder, persistence, owns_directory=owns)
     try:
         server.start()
     except BaseException:
