@@ -2,7 +2,7 @@
 
 Used by notebook 06, lesson 6's graded checks and ``bench/scale_out.py``; a learner need not read it.
 
-* :func:`worker_of` tells which worker process of a :class:`course.children.ChildServer` holds a
+* :func:`workers_of` tells which worker process of a :class:`course.children.ChildServer` holds each
   client's connection, from the outside (the server's sockets, read with psutil), so the feed's
   messages need no debugging field.
 * :func:`open_on_workers` opens clients until every worker holds at least ``per_worker`` of them.
@@ -24,7 +24,7 @@ import psutil
 
 from course.wsclients import Listener
 
-__all__ = ["close_all", "code_of", "counts", "feed", "open_on_workers", "relays_ready", "texts", "time_to_all", "wait_all", "worker_of",
+__all__ = ["close_all", "code_of", "counts", "feed", "open_on_workers", "relays_ready", "texts", "time_to_all", "wait_all",
            "workers_of"]
 
 
@@ -42,11 +42,6 @@ def workers_of(server, listeners: Iterable[Listener]) -> list[int | None]:
     for pid in server.worker_pids():
         ports.update(_server_side_ports(pid))
     return [ports.get(listener.connection.local_address[1]) for listener in listeners]
-
-
-def worker_of(server, listener: Listener) -> int | None:
-    """The PID of the worker process that holds ``listener``'s connection."""
-    return workers_of(server, [listener])[0]
 
 
 async def open_on_workers(url: str, server, *, per_worker: int = 2, max_clients: int = 60,

@@ -107,10 +107,11 @@ def test_task2_a_successful_task_records_running_then_its_result(client, app, le
         f"while the work ran, the job said {jobs.get(watched).get('result')!r}, not 'running'"
 
 
-@check(task=3, points=3, hint="TODO 3: a background task declared `async def` runs on the event loop, so a "
-       "blocking call inside it stops every other request (an await before it does not help). Starlette "
-       "runs a task declared with plain `def` in a worker thread. The job must still say 'done' only after "
-       "the resize has finished.")
+@check(task=3, points=3, hint="TODO 3: while the thumbnail is made, other requests wait for it: the blocking "
+       "call runs on the event loop, and an await before it does not help. The job must still say 'done' only "
+       "after the resize has finished.",
+       nudge="TODO 3: how a task is declared decides where Starlette runs it: on the event loop, or in its "
+       "threadpool.")
 def test_task3_blocking_task_does_not_stall_other_requests(client, app):
     started = time.perf_counter()
     job_id = accepted_job_id(client.post("/thumbnails", params={"seconds": WORK_SECONDS}))

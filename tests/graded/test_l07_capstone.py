@@ -27,6 +27,7 @@ from course import browser as chromium_browser
 from course.children import serve_in_child, start_child
 from course.grading import check
 from course.waiting import wait_until
+from course.wsclients import ws_url
 
 STREAM = "course:l06:feed"  # lesson 6's stream: the capstone announces through lesson 6's relay
 MiB = 1024 * 1024
@@ -80,7 +81,7 @@ def handshake(server, origin="same", cookie=None):
     origin = server.url if origin == "same" else origin
     headers = {"Cookie": f"session={cookie}"} if cookie is not None else {}
     try:
-        with connect(server.url.replace("http://", "ws://") + "/ws", origin=origin, additional_headers=headers,
+        with connect(ws_url(server, "/ws"), origin=origin, additional_headers=headers,
                      open_timeout=5) as ws:
             return "accepted", ws.recv(timeout=5)
     except InvalidStatus as exc:
