@@ -179,7 +179,8 @@ def _cookies(header: str) -> dict[str, str]:
 # --- the uploads' records, and the job ------------------------------------------------------------
 
 class Uploads:
-    """Each upload is a Redis hash ``capstone:upload:<id>``: name, size, status, done (steps), sha256."""
+    """Each upload is a Redis hash ``capstone:upload:<id>``: name, size, where it is stored, status, done
+    (steps), sha256."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -188,16 +189,17 @@ class Uploads:
     def key(upload_id: str) -> str:
         return f"capstone:upload:{upload_id}"
 
-    async def create(self, upload_id: str, name: str, size: int) -> None:
-        await self.redis.hset(self.key(upload_id), mapping={"name": name, "size": size, "status": "queued",
-                                                            "done": 0, "steps": PROCESS_STEPS})
+    async def create(self, upload_id: str, name: str, size: int, path: Path) -> None:
+        await self.redis.hset(self.key(upload_id), mapping={"name": name, "size": size, "path": str(path),
+                                                            "status": "queued", "done": 0, "steps": PROCESS_STEPS})
 
     async def get(self, upload_id: str) -> dict | None:
         fields = await self.redis.hgetall(self.key(upload_id))
         if not fields:
             return None
         return {"id": upload_id, "name": fields["name"], "size": int(fields["size"]), "status": fields["status"],
-                "done": int(fields["done"]), "steps": int(fields["steps"]), "sha256": fields.get("sha256")}
+                "done": int(fields["done"]), "steps": int(fields["steps"]), "sha256": fields.get("sha256"),
+                "path": fields.get("path")}
 
 
 def event_text(kind: str, **fields) -> str:
@@ -252,7 +254,8 @@ async def process_upload(upload_id: str, state: TaskiqState = TaskiqDepends()) -
     record = await uploads.get(upload_id)
     if record is None:
         return
-    path = storage_path(Path(os.environ[UPLOAD_DIR_ENV]), upload_id)
+    # Where the web process stored it (a worker started with another upload folder still finds it).
+    path = Path(record["path"]) if record["path"] else storage_path(Path(os.environ[UPLOAD_DIR_ENV]), upload_id)
     await state.redis.hset(uploads.key(upload_id), mapping={"status": "running", "done": 0})
     digest = hashlib.sha256()
     step_bytes = max(1, -(-record["size"] // PROCESS_STEPS))
@@ -264,6 +267,7 @@ async def process_upload(upload_id: str, state: TaskiqState = TaskiqDepends()) -
             await relay_lesson.publish(state.redis, event_text("progress", upload=upload_id, done=step,
                                                                steps=PROCESS_STEPS))
     sha256 = digest.hexdigest()
+    await asyncio.to_thread(init_db, state.db_path)  # the worker's database may be a new file
     await asyncio.to_thread(finish_upload, state.db_path, upload_id, path, lambda _path: sha256)
     await state.redis.hset(uploads.key(upload_id), mapping={"status": "done", "sha256": sha256})
     await announce_once(state.redis, upload_id, processed_text(upload_id, record["name"], record["size"], sha256))
@@ -349,7 +353,7 @@ def create_app(upload_dir: str | Path | None = None, db_path: str | Path | None 
         path = storage_path(upload_dir, upload_id)
         size = await save_stream(chunks, path, max_upload_bytes)  # lesson 2: to disk, with the limit
         await run_in_threadpool(record_pending, db_path, upload_id, name, size)
-        await Uploads(app.state.redis).create(upload_id, name, size)
+        await Uploads(app.state.redis).create(upload_id, name, size, path)
         await process_upload.kicker().with_broker(app.state.broker).kiq(upload_id)  # lesson 5: a durable job
         return {"id": upload_id, "name": name, "size": size, "status_url": f"/uploads/{upload_id}"}
 
@@ -358,6 +362,7 @@ def create_app(upload_dir: str | Path | None = None, db_path: str | Path | None 
         record = await Uploads(app.state.redis).get(upload_id)
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id!r}")
+        del record["path"]  # where the server keeps files is none of the client's business
         return record
 
     return app
