@@ -163,9 +163,6 @@ def paced_upload(url: str, size: int, seconds: float, filename: str | None = Non
             "response": answered - start, "first byte at": start}
 
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright drives it (no browser download)
-
-
 class BrowserUnavailable(RuntimeError):
     """Playwright or chromium is not there (the course only needs it for a few demos)."""
 
@@ -177,6 +174,8 @@ async def browser_form_body(html: str | None = None, timeout: float = 20.0) -> t
     Raises :class:`BrowserUnavailable` when there is no Playwright or no chromium."""
     try:
         from playwright.async_api import async_playwright
+
+        from course.browser import launch_async
     except ImportError as exc:
         raise BrowserUnavailable(f"playwright is not installed: {exc}") from None
     html = html or ('<form method="post" action="http://upload.test/upload-file/" enctype="multipart/form-data">'
@@ -189,8 +188,7 @@ async def browser_form_body(html: str | None = None, timeout: float = 20.0) -> t
 
     async with async_playwright() as playwright:
         try:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                       args=["--no-sandbox"], timeout=timeout * 1000)
+            browser = await launch_async(playwright)  # Debian's chromium (course.browser)
         except Exception as exc:  # no chromium at that path, or it cannot start here
             raise BrowserUnavailable(f"chromium does not start: {str(exc).splitlines()[0]}") from None
         try:
